@@ -1,0 +1,421 @@
+/**
+ * Reading chunks: the elements of every writer log, and the encoding of a view snapshot.
+ *
+ * A writer log is the root `Y.Array` named `w/<writer>` of a region doc. Each element is one
+ * `Uint8Array` (Yjs `ContentBinary`, which Yjs never merges, so appends stay O(1)) holding a chunk
+ * of readings, all written by that writer:
+ *
+ *   chunk    := version:u8 (=1)  writer:str  count:varuint  reading{count}
+ *   reading  := sensor:str  t:u8[8]  kind:u8  payload
+ *   t        := HLC timestamp: wall milliseconds as u48 big-endian, then the logical counter as u16
+ *               big-endian (byte order = HLC order; see @edge-mesh/hlc)
+ *   kind     := 0 tombstone (no payload)
+ *             | 1 null | 2 false | 3 true   (no payload)
+ *             | 4 number: float64 big-endian (8 bytes)
+ *             | 5 string: str
+ *             | 6 json: str holding the JSON text of an array or object
+ *   str      := length:varuint  utf8-bytes{length}
+ *   varuint  := unsigned LEB128 of a value below 2^32 (at most 5 bytes)
+ *
+ * A view snapshot (persisted beside the doc, see @edge-mesh/persistence) lists the winning reading
+ * of every key, tombstones included, with a writer table:
+ *
+ *   view     := version:u8 (=1)  writers:varuint  writer:str{writers}  count:varuint  entry{count}
+ *   entry    := writerIndex:varuint  reading
+ *
+ * Decoders check every length against the bytes left and reject anything malformed, truncated,
+ * trailing or out of contract with an `InvalidUpdateError` (code `EM_ERR_INVALID_UPDATE`).
+ */
+import { InvalidUpdateError } from '@edge-mesh/errors'
+import { readTimestampBytes, writeTimestampBytes, TIMESTAMP_BYTE_LENGTH } from '@edge-mesh/hlc'
+import { HARD_MAX_VALUE_BYTES, deepFreeze, isValidSensorId, type JsonValue } from './value.ts'
+
+export const CHUNK_VERSION = 1
+export const VIEW_VERSION = 1
+
+export const KIND_TOMBSTONE = 0
+export const KIND_NULL = 1
+export const KIND_FALSE = 2
+export const KIND_TRUE = 3
+export const KIND_NUMBER = 4
+export const KIND_STRING = 5
+export const KIND_JSON = 6
+
+/** The smallest encoded reading: a 1-byte sensor, its length byte, t and kind. */
+const MIN_READING_BYTES = 2 + TIMESTAMP_BYTE_LENGTH + 1
+
+/** A reading, as held in the view and returned by writes. Tombstones have `deleted: true` and `value: null`. */
+export interface Reading {
+  readonly sensor: string
+  readonly value: JsonValue
+  /** HLC timestamp, 16 hex characters; see @edge-mesh/hlc. */
+  readonly t: string
+  /** Writer id (peer id of the gateway that wrote it). */
+  readonly writer: string
+  readonly deleted: boolean
+}
+
+const textEncoder = new TextEncoder()
+const textDecoder = new TextDecoder('utf-8', { fatal: true })
+
+/** A growable byte buffer with the few writes the chunk format needs. */
+export class ChunkEncoder {
+  private buf: Uint8Array
+  private view: DataView
+  pos = 0
+
+  constructor (initialSize: number = 4096) {
+    this.buf = new Uint8Array(initialSize)
+    this.view = new DataView(this.buf.buffer)
+  }
+
+  reset (): void {
+    this.pos = 0
+  }
+
+  private ensure (n: number): void {
+    if (this.pos + n <= this.buf.length) return
+    let size = this.buf.length * 2
+    while (size < this.pos + n) size *= 2
+    const next = new Uint8Array(size)
+    next.set(this.buf.subarray(0, this.pos))
+    this.buf = next
+    this.view = new DataView(next.buffer)
+  }
+
+  u8 (v: number): void {
+    this.ensure(1)
+    this.buf[this.pos++] = v
+  }
+
+  varuint (v: number): void {
+    this.ensure(5)
+    while (v > 0x7f) {
+      this.buf[this.pos++] = (v & 0x7f) | 0x80
+      v = Math.floor(v / 128)
+    }
+    this.buf[this.pos++] = v
+  }
+
+  float64 (v: number): void {
+    this.ensure(8)
+    this.view.setFloat64(this.pos, v, false)
+    this.pos += 8
+  }
+
+  /** A length-prefixed UTF-8 string, with a fast path for short ASCII. */
+  str (s: string): void {
+    const n = s.length
+    if (n < 128) {
+      this.ensure(n + 1)
+      const start = this.pos
+      this.buf[start] = n
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c > 0x7f) break
+        this.buf[start + 1 + i] = c
+      }
+      if (i === n) {
+        this.pos = start + 1 + n
+        return
+      }
+    }
+    const bytes = textEncoder.encode(s)
+    this.varuint(bytes.length)
+    this.bytes(bytes)
+  }
+
+  bytes (b: Uint8Array): void {
+    this.ensure(b.length)
+    this.buf.set(b, this.pos)
+    this.pos += b.length
+  }
+
+  timestamp (t: string): void {
+    this.ensure(TIMESTAMP_BYTE_LENGTH)
+    writeTimestampBytes(t, this.buf, this.pos)
+    this.pos += TIMESTAMP_BYTE_LENGTH
+  }
+
+  /** A copy of the bytes written so far. */
+  toBytes (): Uint8Array {
+    return this.buf.slice(0, this.pos)
+  }
+}
+
+/** A value prepared for encoding: its kind and, for numbers and strings, the payload. */
+export interface EncodedValue {
+  kind: number
+  /** number for KIND_NUMBER, string for KIND_STRING and KIND_JSON */
+  payload: number | string | undefined
+  /** The payload's size in bytes, an upper bound for strings (UTF-16 length × 3). */
+  size: number
+}
+
+export function writeReading (enc: ChunkEncoder, sensor: string, t: string, kind: number, payload: number | string | undefined): void {
+  enc.str(sensor)
+  enc.timestamp(t)
+  enc.u8(kind)
+  if (kind === KIND_NUMBER) enc.float64(payload as number)
+  else if (kind === KIND_STRING || kind === KIND_JSON) enc.str(payload as string)
+}
+
+function fail (message: string, details: Record<string, unknown> = {}): never {
+  throw new InvalidUpdateError(message, details)
+}
+
+/**
+ * Reads a chunk or a view snapshot. `next()` advances to the next reading and leaves its fields in
+ * `sensor`, `t`, `kind` and the byte ranges; `value()` decodes the payload on demand, so that
+ * callers that only compare timestamps (compaction, merges that lose) never parse values.
+ */
+export class ChunkDecoder {
+  readonly bytes: Uint8Array
+  private readonly dv: DataView
+  pos = 0
+  remaining = 0
+  writer = ''
+  sensor = ''
+  t = ''
+  kind = 0
+  /** Start of the current reading (its sensor length byte). */
+  readingStart = 0
+  valueStart = 0
+  valueEnd = 0
+
+  constructor (bytes: Uint8Array) {
+    this.bytes = bytes
+    this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  }
+
+  /** Reads a chunk header; returns the reading count. */
+  readChunkHeader (): number {
+    const version = this.u8()
+    if (version !== CHUNK_VERSION) fail(`unknown chunk version ${version}`, { version })
+    this.writer = this.str()
+    if (!isValidWriterId(this.writer)) fail('chunk writer id is invalid', { writer: this.writer })
+    this.remaining = this.count()
+    return this.remaining
+  }
+
+  /** A count, checked against what the bytes left can hold. */
+  count (): number {
+    const n = this.varuint()
+    if (n * MIN_READING_BYTES > this.bytes.length - this.pos) fail('reading count exceeds the bytes left', { count: n })
+    return n
+  }
+
+  /** Advances to the next reading; false when the chunk is done (and checks nothing trails it). */
+  next (): boolean {
+    if (this.remaining === 0) {
+      if (this.pos !== this.bytes.length) fail('trailing bytes after the last reading', { trailing: this.bytes.length - this.pos })
+      return false
+    }
+    this.remaining--
+    this.readReading()
+    return true
+  }
+
+  /** Reads one reading at the current position (used directly by the view decoder). */
+  readReading (): void {
+    this.readingStart = this.pos
+    const sensor = this.str()
+    if (!isValidSensorId(sensor)) fail('invalid sensor id in reading', { sensor })
+    this.sensor = sensor
+    if (this.pos + TIMESTAMP_BYTE_LENGTH > this.bytes.length) fail('truncated timestamp')
+    this.t = readTimestampBytes(this.bytes, this.pos)
+    this.pos += TIMESTAMP_BYTE_LENGTH
+    this.kind = this.u8()
+    this.valueStart = this.pos
+    switch (this.kind) {
+      case KIND_TOMBSTONE:
+      case KIND_NULL:
+      case KIND_FALSE:
+      case KIND_TRUE:
+        break
+      case KIND_NUMBER:
+        if (this.pos + 8 > this.bytes.length) fail('truncated number')
+        this.pos += 8
+        break
+      case KIND_STRING:
+      case KIND_JSON: {
+        const n = this.varuint()
+        if (n > HARD_MAX_VALUE_BYTES) fail('value exceeds the hard size limit', { bytes: n })
+        if (this.pos + n > this.bytes.length) fail('truncated string value')
+        this.pos += n
+        break
+      }
+      default:
+        fail(`unknown value kind ${this.kind}`, { kind: this.kind })
+    }
+    this.valueEnd = this.pos
+  }
+
+  /** Decodes the current reading's value (frozen for containers). */
+  value (): JsonValue {
+    switch (this.kind) {
+      case KIND_TOMBSTONE:
+      case KIND_NULL: return null
+      case KIND_FALSE: return false
+      case KIND_TRUE: return true
+      case KIND_NUMBER: {
+        const v = this.dv.getFloat64(this.valueStart, false)
+        if (!Number.isFinite(v)) fail('number value is not finite')
+        return v
+      }
+      case KIND_STRING: return this.strAt(this.valueStart)
+      default: {
+        const text = this.strAt(this.valueStart)
+        let v: unknown
+        try {
+          v = JSON.parse(text)
+        } catch {
+          fail('json value does not parse')
+        }
+        if (v === null || typeof v !== 'object') fail('json value is not an array or object')
+        return deepFreeze(v as JsonValue)
+      }
+    }
+  }
+
+  /** The current reading as a view entry. */
+  reading (writer: string = this.writer): Reading {
+    return { sensor: this.sensor, value: this.value(), t: this.t, writer, deleted: this.kind === KIND_TOMBSTONE }
+  }
+
+  u8 (): number {
+    if (this.pos >= this.bytes.length) fail('unexpected end of chunk')
+    return this.bytes[this.pos++]
+  }
+
+  varuint (): number {
+    let v = 0
+    let mul = 1
+    for (let i = 0; i < 5; i++) {
+      const b = this.u8()
+      v += (b & 0x7f) * mul
+      if (b < 0x80) {
+        if (v > 0xffffffff) fail('varuint out of range')
+        return v
+      }
+      mul *= 128
+    }
+    return fail('varuint longer than 5 bytes')
+  }
+
+  str (): string {
+    const n = this.varuint()
+    if (this.pos + n > this.bytes.length) fail('truncated string')
+    const s = decodeUtf8(this.bytes, this.pos, n)
+    this.pos += n
+    return s
+  }
+
+  private strAt (at: number): string {
+    const save = this.pos
+    this.pos = at
+    const s = this.str()
+    this.pos = save
+    return s
+  }
+}
+
+function decodeUtf8 (bytes: Uint8Array, start: number, n: number): string {
+  if (n <= 64) {
+    let ascii = true
+    for (let i = 0; i < n; i++) {
+      if (bytes[start + i] > 0x7f) { ascii = false; break }
+    }
+    if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, start + n) as unknown as number[])
+  }
+  try {
+    return textDecoder.decode(bytes.subarray(start, start + n))
+  } catch {
+    return fail('string is not valid UTF-8')
+  }
+}
+
+// eslint-disable-next-line no-control-regex
+const WRITER_RE = /^[^\u0000-\u001f\u007f]{1,128}$/
+
+/** Writer ids (peer ids) are 1 to 128 characters without control characters. */
+export function isValidWriterId (writer: unknown): writer is string {
+  return typeof writer === 'string' && WRITER_RE.test(writer)
+}
+
+/** Decodes every reading of a chunk (validating all of it). */
+export function decodeChunk (bytes: Uint8Array): { writer: string, readings: Reading[] } {
+  const dec = new ChunkDecoder(bytes)
+  dec.readChunkHeader()
+  const readings: Reading[] = []
+  while (dec.next()) readings.push(dec.reading())
+  return { writer: dec.writer, readings }
+}
+
+/** The writer and reading count of a chunk, from its header only. */
+export function readChunkHeader (bytes: Uint8Array): { writer: string, count: number } {
+  const dec = new ChunkDecoder(bytes)
+  const count = dec.readChunkHeader()
+  return { writer: dec.writer, count }
+}
+
+/** Prepares a checked value for encoding. The value must already satisfy the value contract. */
+export function prepareValue (value: JsonValue): EncodedValue {
+  switch (typeof value) {
+    case 'number': return { kind: KIND_NUMBER, payload: value, size: 8 }
+    case 'boolean': return { kind: value ? KIND_TRUE : KIND_FALSE, payload: undefined, size: 0 }
+    case 'string': return { kind: KIND_STRING, payload: value, size: value.length * 3 }
+    default: {
+      if (value === null) return { kind: KIND_NULL, payload: undefined, size: 0 }
+      const json = JSON.stringify(value)
+      return { kind: KIND_JSON, payload: json, size: json.length * 3 }
+    }
+  }
+}
+
+/** Encodes a view snapshot: every reading given, each with its writer. */
+export function encodeViewSnapshot (readings: Iterable<Reading>, sizeHint: number = 4096): Uint8Array {
+  const writers = new Map<string, number>()
+  const list: Reading[] = []
+  for (const r of readings) {
+    if (!writers.has(r.writer)) writers.set(r.writer, writers.size)
+    list.push(r)
+  }
+  const enc = new ChunkEncoder(sizeHint)
+  enc.u8(VIEW_VERSION)
+  enc.varuint(writers.size)
+  for (const w of writers.keys()) enc.str(w)
+  enc.varuint(list.length)
+  for (const r of list) {
+    enc.varuint(writers.get(r.writer) as number)
+    const v = r.deleted ? { kind: KIND_TOMBSTONE, payload: undefined } : prepareValue(r.value)
+    writeReading(enc, r.sensor, r.t, v.kind, v.payload)
+  }
+  return enc.toBytes()
+}
+
+/** Decodes a view snapshot written by {@link encodeViewSnapshot}. */
+export function decodeViewSnapshot (bytes: Uint8Array): Reading[] {
+  const dec = new ChunkDecoder(bytes)
+  const version = dec.u8()
+  if (version !== VIEW_VERSION) fail(`unknown view snapshot version ${version}`, { version })
+  const nWriters = dec.varuint()
+  if (nWriters > bytes.length) fail('writer count exceeds the bytes left')
+  const writers: string[] = []
+  for (let i = 0; i < nWriters; i++) {
+    const w = dec.str()
+    if (!isValidWriterId(w)) fail('view writer id is invalid', { writer: w })
+    writers.push(w)
+  }
+  const n = dec.count()
+  const out: Reading[] = []
+  for (let i = 0; i < n; i++) {
+    const wi = dec.varuint()
+    if (wi >= writers.length) fail('writer index out of range', { index: wi })
+    dec.readReading()
+    out.push(dec.reading(writers[wi]))
+  }
+  if (dec.pos !== bytes.length) fail('trailing bytes after the view snapshot')
+  return out
+}

@@ -1,0 +1,636 @@
+import * as Y from 'yjs'
+import { ObservableV2 } from 'lib0/observable'
+import {
+  ClosedError, EdgeMeshError, InvalidOptionsError, InvalidUpdateError, InvalidValueError, ReadOnlyError, ValueTooLargeError
+} from '@edge-mesh/errors'
+import { createHlc, wallOf, type Hlc } from '@edge-mesh/hlc'
+import {
+  ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, decodeViewSnapshot, encodeViewSnapshot, isValidWriterId,
+  prepareValue, readChunkHeader, writeReading, type Reading
+} from './chunk.ts'
+import { HARD_MAX_VALUE_BYTES, assertJsonContainer, assertSensorId, deepFreeze, type JsonValue } from './value.ts'
+
+/** Transaction origin of this replica's own writes and compaction. */
+export const LOCAL_ORIGIN: unique symbol = Symbol('edge-mesh:local')
+/** Transaction origin of updates applied from other replicas. */
+export const REMOTE_ORIGIN: unique symbol = Symbol('edge-mesh:remote')
+/** Transaction origin of state loaded from storage. */
+export const LOAD_ORIGIN: unique symbol = Symbol('edge-mesh:load')
+
+export interface CompactionInit {
+  /**
+   * Readings a compaction step takes from the head of the writer's own log. Bounds the work, and
+   * so the event-loop pause, of one step.
+   * @default 4096
+   */
+  stepReadings?: number
+  /**
+   * The own log is compacted when it holds more than `ratio × live own keys + stepReadings`
+   * readings.
+   * @default 2
+   */
+  ratio?: number
+}
+
+export interface RegionStateInit {
+  /** Region (doc) name, used in errors. */
+  region: string
+  /** This replica's writer id: the gateway's peer id. Required unless `readOnly`. */
+  writer?: string
+  /**
+   * A read-only replica never writes to the doc: no puts, no tombstones, no compaction.
+   * @default false
+   */
+  readOnly?: boolean
+  /** The node's hybrid logical clock, shared by its regions. @default a new clock on `now` */
+  hlc?: Hlc
+  /** Physical clock (ms) for ages and the retention horizon; the HLC's physical clock. @default Date.now */
+  now?: () => number
+  /**
+   * Readings whose HLC wall time is older than `now() - retentionMs` leave the view, are not
+   * carried by compaction and are refused when they arrive late.
+   * @default Infinity (keep forever)
+   */
+  retentionMs?: number
+  /** Largest encoded value accepted by local writes, in bytes (at most 1 MiB). @default 65536 */
+  maxValueBytes?: number
+  /** Most readings in one log chunk written by a local batch. @default 1024 */
+  maxChunkReadings?: number
+  compaction?: CompactionInit
+  /**
+   * Period of the maintenance timer that sweeps expired readings and compacts an idle log; 0
+   * disables the timer (call {@link RegionState.maintain} yourself).
+   * @default 1000
+   */
+  maintenanceIntervalMs?: number
+  /** Readings examined per maintenance call for the retention sweep. @default 5000 */
+  sweepBatch?: number
+}
+
+/** A value as read from the view, with its freshness. */
+export interface ReadingView {
+  readonly sensor: string
+  readonly value: JsonValue
+  readonly t: string
+  readonly writer: string
+  /** Milliseconds between the reading's HLC wall time and now (0 if it is in the future). */
+  readonly ageMs: number
+}
+
+export interface Change {
+  readonly sensor: string
+  /** The live reading before, undefined if the sensor was absent or deleted. */
+  readonly old: Reading | undefined
+  /** The live reading after, undefined if the sensor is now deleted or expired. */
+  readonly new: Reading | undefined
+  readonly reason: 'write' | 'delete' | 'expire'
+  readonly local: boolean
+}
+
+export interface ApplyResult {
+  /** Readings carried by the update that were new to this replica. */
+  readings: number
+  /** Keys whose winner changed. */
+  changed: number
+  /** True when the update left Yjs waiting for missing structs: a sync is due. */
+  pending: boolean
+}
+
+export interface CompactionStats {
+  readings: number
+  kept: number
+  pauseMs: number
+}
+
+export interface RegionStats {
+  region: string
+  writer: string | undefined
+  readOnly: boolean
+  /** Live sensors in the view. */
+  sensors: number
+  /** Tombstones held in the view (until the retention horizon passes them). */
+  tombstones: number
+  /** Keys whose winner this replica wrote. */
+  ownLive: number
+  /** Readings and chunks in this replica's own log. */
+  ownLogReadings: number
+  ownLogChunks: number
+  /** Structs in the Yjs struct store, all clients. */
+  structs: number
+  compactions: number
+  maxCompactionPauseMs: number
+  expired: number
+  pending: boolean
+}
+
+export interface RegionStateEvents {
+  /** A key's winner changed. Emitted only when someone listens. */
+  change: (change: Change) => void
+  /**
+   * Bytes to persist (and, for local ones, to send). `local` updates are this replica's writes
+   * and compaction; remote ones are the exact update applied, so that replaying them restores
+   * pending structs too.
+   */
+  update: (update: Uint8Array, local: boolean) => void
+  /** An applied update left Yjs with pending structs (a gap): sync with a peer. */
+  gap: () => void
+  compaction: (stats: CompactionStats) => void
+}
+
+export type WriteInput = { sensor: string, value: JsonValue } | { sensor: string, deleted: true }
+
+interface PreparedWrite {
+  sensor: string
+  kind: number
+  payload: number | string | undefined
+  value: JsonValue
+}
+
+const greater = (a: Reading, b: Reading): boolean => a.t > b.t || (a.t === b.t && a.writer > b.writer)
+
+/**
+ * One region's sensor state. See the package README for the model; in short: every writer
+ * appends its readings to its own log (`w/<writer>`) in one Y.Doc; the view holds, for every
+ * sensor, the reading with the greatest `(t, writer)` ever seen, and only moves forward; log
+ * deletions (compaction) are garbage collection and never change the view.
+ */
+export class RegionState extends ObservableV2<RegionStateEvents> {
+  readonly region: string
+  readonly writer: string | undefined
+  readonly readOnly: boolean
+  readonly doc: Y.Doc
+  readonly hlc: Hlc
+  private readonly now: () => number
+  private readonly retentionMs: number
+  private readonly maxValueBytes: number
+  private readonly maxChunkReadings: number
+  private readonly stepReadings: number
+  private readonly ratio: number
+  private readonly sweepBatch: number
+  private readonly view = new Map<string, Reading>()
+  private readonly ownLog: Y.Array<Uint8Array> | undefined
+  private readonly encoder = new ChunkEncoder(64 * 1024)
+  /** Reading counts of the own log's chunks, oldest first, from `ownHead`. */
+  private ownCounts: number[] = []
+  private ownHead = 0
+  private ownLogReadings = 0
+  private ownMirrorStale = false
+  private ownLive = 0
+  private tombstones = 0
+  private compactions = 0
+  private maxPauseMs = 0
+  private expiredCount = 0
+  private remoteChanged = false
+  private sweepIterator: Iterator<Reading> | undefined
+  private timer: ReturnType<typeof setInterval> | undefined
+  private closed = false
+
+  constructor (init: RegionStateInit) {
+    super()
+    if (typeof init.region !== 'string' || init.region.length === 0) {
+      throw new InvalidOptionsError('region must be a non-empty string')
+    }
+    this.region = init.region
+    this.readOnly = init.readOnly ?? false
+    if (!this.readOnly && !isValidWriterId(init.writer)) {
+      throw new InvalidOptionsError('a writable region needs a writer id of 1 to 128 characters', { region: init.region })
+    }
+    this.writer = this.readOnly ? undefined : init.writer
+    this.now = init.now ?? Date.now
+    this.hlc = init.hlc ?? createHlc({ now: this.now })
+    this.retentionMs = init.retentionMs ?? Infinity
+    this.maxValueBytes = init.maxValueBytes ?? 65536
+    this.maxChunkReadings = init.maxChunkReadings ?? 1024
+    this.stepReadings = init.compaction?.stepReadings ?? 4096
+    this.ratio = init.compaction?.ratio ?? 2
+    this.sweepBatch = init.sweepBatch ?? 5000
+    const positive = { maxChunkReadings: this.maxChunkReadings, stepReadings: this.stepReadings, sweepBatch: this.sweepBatch }
+    for (const [k, v] of Object.entries(positive)) {
+      if (!Number.isInteger(v) || v < 1) throw new InvalidOptionsError(`${k} must be a positive integer`, { [k]: v })
+    }
+    if (!(this.ratio >= 1)) throw new InvalidOptionsError('compaction.ratio must be at least 1', { ratio: this.ratio })
+    if (!(this.retentionMs > 0)) throw new InvalidOptionsError('retentionMs must be positive', { retentionMs: this.retentionMs })
+    if (!(this.maxValueBytes > 0 && this.maxValueBytes <= HARD_MAX_VALUE_BYTES)) {
+      throw new InvalidOptionsError(`maxValueBytes must be between 1 and ${HARD_MAX_VALUE_BYTES}`, { maxValueBytes: this.maxValueBytes })
+    }
+
+    // A fresh client id per process: see docs/adr/0001-region-state-model.md.
+    this.doc = new Y.Doc({ gc: true })
+    this.doc.on('update', (update: Uint8Array, origin: unknown) => {
+      if (origin === LOCAL_ORIGIN) this.emit('update', [update, true])
+      else if (origin === REMOTE_ORIGIN) this.remoteChanged = true
+    })
+    if (this.writer !== undefined) {
+      const log = this.doc.getArray<Uint8Array>('w/' + this.writer)
+      this.ownLog = log
+      log.observe(event => {
+        if (event.transaction.origin !== LOCAL_ORIGIN) this.ownMirrorStale = true
+      })
+    }
+    const interval = init.maintenanceIntervalMs ?? 1000
+    if (interval > 0) {
+      this.timer = setInterval(() => this.maintain(), interval)
+      this.timer.unref?.()
+    }
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  /** The live value of a sensor with its freshness, or undefined if absent, deleted or expired. */
+  get (sensor: string): ReadingView | undefined {
+    const r = this.view.get(sensor)
+    if (r === undefined || r.deleted || this.isExpired(r.t)) return undefined
+    return { sensor, value: r.value, t: r.t, writer: r.writer, ageMs: Math.max(0, this.now() - wallOf(r.t)) }
+  }
+
+  /** The winning reading of a sensor, tombstones included (for sync diagnostics and tests). */
+  winner (sensor: string): Reading | undefined {
+    return this.view.get(sensor)
+  }
+
+  /** Live sensors, optionally only those whose id starts with `prefix`, in no particular order. */
+  * entries (prefix: string = ''): IterableIterator<[string, ReadingView]> {
+    const now = this.now()
+    for (const [sensor, r] of this.view) {
+      if (r.deleted || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpired(r.t)) continue
+      yield [sensor, { sensor, value: r.value, t: r.t, writer: r.writer, ageMs: Math.max(0, now - wallOf(r.t)) }]
+    }
+  }
+
+  /** Live sensor ids starting with `prefix`, sorted. */
+  list (prefix: string = ''): string[] {
+    const out: string[] = []
+    for (const [sensor] of this.entries(prefix)) out.push(sensor)
+    return out.sort()
+  }
+
+  /** Number of live sensors. */
+  get size (): number {
+    return this.view.size - this.tombstones
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Writes a reading and returns it with its HLC timestamp. */
+  put (sensor: string, value: JsonValue): Reading {
+    return this.write([{ sensor, value }])[0]
+  }
+
+  /** Writes readings in one transaction (one log chunk per `maxChunkReadings`). */
+  putMany (entries: ReadonlyArray<{ sensor: string, value: JsonValue }>): Reading[] {
+    return this.write(entries)
+  }
+
+  /** Deletes a sensor by writing a tombstone, which carries its own HLC timestamp. */
+  delete (sensor: string): Reading {
+    return this.write([{ sensor, deleted: true }])[0]
+  }
+
+  /**
+   * Writes puts and deletes atomically: every input is checked first, and if one breaks the
+   * contract nothing is written.
+   */
+  write (inputs: ReadonlyArray<WriteInput>): Reading[] {
+    this.assertWritable()
+    const prepared: PreparedWrite[] = new Array(inputs.length)
+    for (let i = 0; i < inputs.length; i++) prepared[i] = this.prepare(inputs[i])
+    const writer = this.writer as string
+    const out: Reading[] = new Array(prepared.length)
+    const chunks: Uint8Array[] = []
+    const enc = this.encoder
+    for (let start = 0; start < prepared.length; start += this.maxChunkReadings) {
+      const end = Math.min(prepared.length, start + this.maxChunkReadings)
+      enc.reset()
+      enc.u8(1)
+      enc.str(writer)
+      enc.varuint(end - start)
+      for (let i = start; i < end; i++) {
+        const p = prepared[i]
+        const t = this.hlc.now()
+        writeReading(enc, p.sensor, t, p.kind, p.payload)
+        out[i] = { sensor: p.sensor, value: p.value, t, writer, deleted: p.kind === KIND_TOMBSTONE }
+      }
+      chunks.push(enc.toBytes())
+      this.ownCounts.push(end - start)
+      this.ownLogReadings += end - start
+    }
+    const log = this.ownLog as Y.Array<Uint8Array>
+    this.doc.transact(() => {
+      log.insert(log.length, chunks)
+    }, LOCAL_ORIGIN)
+    for (const r of out) this.consider(r, true)
+    if (this.needsCompaction()) this.compactStep()
+    return out
+  }
+
+  private prepare (input: WriteInput): PreparedWrite {
+    assertSensorId(input.sensor)
+    if ('deleted' in input && input.deleted === true) {
+      return { sensor: input.sensor, kind: KIND_TOMBSTONE, payload: undefined, value: null }
+    }
+    let value = (input as { value: JsonValue }).value
+    const type = typeof value
+    if (type === 'object' && value !== null) {
+      assertJsonContainer(value as object)
+    } else if (type === 'number') {
+      if (!Number.isFinite(value)) throw new InvalidValueError(`${String(value)} is not a finite number`, { sensor: input.sensor, path: '$' })
+    } else if (type !== 'string' && type !== 'boolean' && value !== null) {
+      throw new InvalidValueError(`${type} is not a JSON value`, { sensor: input.sensor, path: '$' })
+    }
+    const enc = prepareValue(value)
+    if (enc.size > this.maxValueBytes) {
+      const bytes = typeof enc.payload === 'string' ? new TextEncoder().encode(enc.payload).length : enc.size
+      if (bytes > this.maxValueBytes) throw new ValueTooLargeError(bytes, this.maxValueBytes, { sensor: input.sensor })
+    }
+    if (enc.kind === 6) value = deepFreeze(JSON.parse(enc.payload as string) as JsonValue)
+    return { sensor: input.sensor, kind: enc.kind, payload: enc.payload, value }
+  }
+
+  private assertWritable (): void {
+    if (this.closed) throw new ClosedError(`region ${this.region}`, { region: this.region })
+    if (this.readOnly) throw new ReadOnlyError(`region ${this.region} is read-only here`, { region: this.region })
+  }
+
+  // ---------------------------------------------------------------- the view
+
+  /** Merges a reading into the view; true if it became the winner. */
+  private consider (r: Reading, local: boolean): boolean {
+    if (this.isExpired(r.t)) return false
+    const cur = this.view.get(r.sensor)
+    if (cur !== undefined && !greater(r, cur)) return false
+    this.view.set(r.sensor, r)
+    if (cur !== undefined) {
+      if (cur.writer === this.writer) this.ownLive--
+      if (cur.deleted) this.tombstones--
+    }
+    if (r.writer === this.writer) this.ownLive++
+    if (r.deleted) this.tombstones++
+    if (this._observers.has('change')) {
+      const old = cur === undefined || cur.deleted ? undefined : cur
+      if (old !== undefined || !r.deleted) {
+        this.emit('change', [{ sensor: r.sensor, old, new: r.deleted ? undefined : r, reason: r.deleted ? 'delete' : 'write', local }])
+      }
+    }
+    return true
+  }
+
+  private isExpired (t: string): boolean {
+    return this.retentionMs !== Infinity && wallOf(t) < this.now() - this.retentionMs
+  }
+
+  // ---------------------------------------------------------------- remote updates
+
+  /**
+   * Applies a Yjs update from another replica. The update is checked in full before Yjs sees it:
+   * only writer logs holding valid reading chunks are accepted, and no reading may be beyond the
+   * HLC drift bound. On any error (InvalidUpdateError, ClockDriftError) the state is unchanged.
+   */
+  applyUpdate (update: Uint8Array): ApplyResult {
+    if (this.closed) throw new ClosedError(`region ${this.region}`, { region: this.region })
+    return this.apply(update, false)
+  }
+
+  private apply (update: Uint8Array, load: boolean, collect: boolean = true): ApplyResult {
+    const readings = this.inspect(update, collect)
+    let maxT = ''
+    for (const r of readings) if (r.t > maxT) maxT = r.t
+    if (maxT !== '') {
+      if (load) this.hlc.restore(maxT)
+      else this.hlc.checkDrift(maxT)
+    }
+    const store = this.doc.store
+    const pendingBefore = store.pendingStructs
+    const pendingDsBefore = store.pendingDs
+    this.remoteChanged = false
+    try {
+      Y.applyUpdate(this.doc, update, load ? LOAD_ORIGIN : REMOTE_ORIGIN)
+    } catch (err) {
+      throw new InvalidUpdateError('Yjs could not integrate the update', { region: this.region }, { cause: err })
+    }
+    if (maxT !== '' && !load) this.hlc.receive(maxT)
+    let changed = 0
+    for (const r of readings) if (this.consider(r, false)) changed++
+    const pending = store.pendingStructs !== null
+    if (!load && (this.remoteChanged || store.pendingStructs !== pendingBefore || store.pendingDs !== pendingDsBefore)) {
+      this.emit('update', [update, false])
+    }
+    if (pending && !load) this.emit('gap', [])
+    return { readings: readings.length, changed, pending }
+  }
+
+  /** Decodes and checks an update; returns the readings of chunks new to this replica. */
+  private inspect (update: Uint8Array, collect: boolean): Reading[] {
+    let decoded: { structs: Array<Y.Item | Y.GC | Y.Skip> }
+    try {
+      decoded = Y.decodeUpdate(update) as { structs: Array<Y.Item | Y.GC | Y.Skip> }
+    } catch (err) {
+      throw new InvalidUpdateError('update is not a decodable Yjs update', { region: this.region }, { cause: err })
+    }
+    const store = this.doc.store
+    const readings: Reading[] = []
+    for (const s of decoded.structs) {
+      if (!(s instanceof Y.Item)) continue
+      const content = s.content
+      if (content instanceof Y.ContentDeleted) continue
+      if (!(content instanceof Y.ContentBinary)) {
+        throw new InvalidUpdateError(`content type ${content.constructor.name} is not allowed in a region doc`, { region: this.region, client: s.id.client, clock: s.id.clock })
+      }
+      // Decoded, not integrated: parent is a root type name, the parent's ID, or null (given by the origin).
+      const parent = s.parent as unknown
+      if (s.parentSub !== null || (parent !== null && (typeof parent !== 'string' || !parent.startsWith('w/')))) {
+        throw new InvalidUpdateError('only writer logs (root arrays named w/<writer>) are allowed in a region doc', { region: this.region, client: s.id.client, clock: s.id.clock })
+      }
+      if (!collect || s.id.clock < Y.getState(store, s.id.client)) continue
+      const dec = new ChunkDecoder(content.content)
+      try {
+        dec.readChunkHeader()
+        if (typeof parent === 'string' && parent !== 'w/' + dec.writer) {
+          throw new InvalidUpdateError('chunk writer differs from the log it is in', { region: this.region, log: parent, writer: dec.writer })
+        }
+        while (dec.next()) readings.push(dec.reading())
+      } catch (err) {
+        if (err instanceof EdgeMeshError) {
+          throw new InvalidUpdateError(err.message, { ...err.details, region: this.region, client: s.id.client, clock: s.id.clock }, { cause: err })
+        }
+        throw err
+      }
+    }
+    return readings
+  }
+
+  // ---------------------------------------------------------------- sync and persistence hooks
+
+  encodeStateVector (): Uint8Array {
+    return Y.encodeStateVector(this.doc)
+  }
+
+  /** The doc's state, or the part a peer with `stateVector` lacks (pending structs included). */
+  encodeStateAsUpdate (stateVector?: Uint8Array): Uint8Array {
+    return Y.encodeStateAsUpdate(this.doc, stateVector)
+  }
+
+  /** The state to persist as a snapshot: the doc and the view (which may hold readings no log has any more). */
+  encodeSnapshot (): { doc: Uint8Array, view: Uint8Array } {
+    return { doc: Y.encodeStateAsUpdate(this.doc), view: encodeViewSnapshot(this.view.values(), 64 * this.view.size + 64) }
+  }
+
+  /** Loads a persisted snapshot into a fresh region (before any write or apply). */
+  loadSnapshot (doc: Uint8Array, view: Uint8Array): void {
+    const readings = decodeViewSnapshot(view)
+    this.apply(doc, true, false)
+    let maxT = ''
+    for (const r of readings) {
+      this.consider(r, false)
+      if (r.t > maxT) maxT = r.t
+    }
+    if (maxT !== '') this.hlc.restore(maxT)
+  }
+
+  /** Replays a persisted update (no drift check, no 'update' event). */
+  replayUpdate (update: Uint8Array): ApplyResult {
+    return this.apply(update, true)
+  }
+
+  // ---------------------------------------------------------------- compaction and maintenance
+
+  private needsCompaction (): boolean {
+    return !this.readOnly && this.ownLogReadings > this.ratio * this.ownLive + this.stepReadings
+  }
+
+  private rebuildOwnMirror (): void {
+    const log = this.ownLog as Y.Array<Uint8Array>
+    this.ownCounts = []
+    this.ownHead = 0
+    this.ownLogReadings = 0
+    for (const chunk of log.toArray()) {
+      const { count } = readChunkHeader(chunk)
+      this.ownCounts.push(count)
+      this.ownLogReadings += count
+    }
+    this.ownMirrorStale = false
+  }
+
+  /**
+   * One bounded compaction step on this replica's own log: takes the oldest chunks (about
+   * `stepReadings` readings), keeps the readings that are still winners, deletes the chunks with
+   * one range delete and appends the kept readings as one chunk. Returns the readings removed.
+   */
+  compactStep (): CompactionStats | undefined {
+    if (this.readOnly || this.closed) return undefined
+    const t0 = performance.now()
+    if (this.ownMirrorStale) this.rebuildOwnMirror()
+    const log = this.ownLog as Y.Array<Uint8Array>
+    let n = 0
+    let taken = 0
+    const available = this.ownCounts.length - this.ownHead
+    while (n < available && taken < this.stepReadings) taken += this.ownCounts[this.ownHead + n++]
+    if (n === 0) return undefined
+    const old = log.slice(0, n)
+    const writer = this.writer as string
+    const enc = this.encoder
+    enc.reset()
+    enc.u8(1)
+    enc.str(writer)
+    // The count is written last, once known: keep the readings' bytes aside first.
+    const kept: Uint8Array[] = []
+    for (const chunk of old) {
+      const dec = new ChunkDecoder(chunk)
+      dec.readChunkHeader()
+      while (dec.next()) {
+        const w = this.view.get(dec.sensor)
+        if (w !== undefined && w.t === dec.t && w.writer === dec.writer && !this.isExpired(dec.t)) {
+          kept.push(chunk.subarray(dec.readingStart, dec.valueEnd))
+        }
+      }
+    }
+    enc.varuint(kept.length)
+    for (const raw of kept) enc.bytes(raw)
+    const replacement = kept.length > 0 ? enc.toBytes() : undefined
+    this.doc.transact(() => {
+      log.delete(0, n)
+      if (replacement !== undefined) log.insert(log.length, [replacement])
+    }, LOCAL_ORIGIN)
+    this.ownHead += n
+    if (this.ownHead > 1024 && this.ownHead * 2 > this.ownCounts.length) {
+      this.ownCounts = this.ownCounts.slice(this.ownHead)
+      this.ownHead = 0
+    }
+    this.ownLogReadings -= taken
+    if (replacement !== undefined) {
+      this.ownCounts.push(kept.length)
+      this.ownLogReadings += kept.length
+    }
+    const pauseMs = performance.now() - t0
+    this.compactions++
+    if (pauseMs > this.maxPauseMs) this.maxPauseMs = pauseMs
+    const stats = { readings: taken, kept: kept.length, pauseMs }
+    if (this._observers.has('compaction')) this.emit('compaction', [stats])
+    return stats
+  }
+
+  /**
+   * Periodic upkeep, bounded in work: sweeps up to `sweepBatch` view entries for expired readings,
+   * then runs one compaction step if the own log is over its bound.
+   */
+  maintain (): void {
+    if (this.closed) return
+    if (this.retentionMs !== Infinity) this.sweep()
+    if (this.needsCompaction()) this.compactStep()
+  }
+
+  private sweep (): void {
+    let it = this.sweepIterator ?? this.view.values()
+    for (let i = 0; i < this.sweepBatch; i++) {
+      const next = it.next()
+      if (next.done === true) {
+        it = this.view.values()
+        this.sweepIterator = undefined
+        return
+      }
+      const r = next.value
+      if (!this.isExpired(r.t)) continue
+      this.view.delete(r.sensor)
+      this.expiredCount++
+      if (r.writer === this.writer) this.ownLive--
+      if (r.deleted) this.tombstones--
+      else if (this._observers.has('change')) {
+        this.emit('change', [{ sensor: r.sensor, old: r, new: undefined, reason: 'expire', local: true }])
+      }
+    }
+    this.sweepIterator = it
+  }
+
+  stats (): RegionStats {
+    let structs = 0
+    for (const list of this.doc.store.clients.values()) structs += list.length
+    if (this.ownMirrorStale && !this.readOnly) this.rebuildOwnMirror()
+    return {
+      region: this.region,
+      writer: this.writer,
+      readOnly: this.readOnly,
+      sensors: this.size,
+      tombstones: this.tombstones,
+      ownLive: this.ownLive,
+      ownLogReadings: this.ownLogReadings,
+      ownLogChunks: this.ownCounts.length - this.ownHead,
+      structs,
+      compactions: this.compactions,
+      maxCompactionPauseMs: this.maxPauseMs,
+      expired: this.expiredCount,
+      pending: this.doc.store.pendingStructs !== null
+    }
+  }
+
+  /** Stops the maintenance timer and frees the doc. Reads still work; writes throw ClosedError. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.doc.destroy()
+    super.destroy()
+  }
+}
+
+export function createRegionState (init: RegionStateInit): RegionState {
+  return new RegionState(init)
+}
