@@ -27,7 +27,7 @@
  * trailing or out of contract with an `InvalidUpdateError` (code `EM_ERR_INVALID_UPDATE`).
  */
 import { InvalidUpdateError } from '@edge-mesh/errors'
-import { readTimestampBytes, writeTimestampBytes, TIMESTAMP_BYTE_LENGTH } from '@edge-mesh/hlc'
+import { TIMESTAMP_BYTE_LENGTH } from '@edge-mesh/hlc'
 import { HARD_MAX_VALUE_BYTES, deepFreeze, isValidSensorId, type JsonValue } from './value.ts'
 
 export const CHUNK_VERSION = 1
@@ -132,10 +132,15 @@ export class ChunkEncoder {
     this.pos += b.length
   }
 
+  /** An HLC timestamp string as its 8 bytes. `t` must be valid (it comes from an Hlc or a decoder). */
   timestamp (t: string): void {
     this.ensure(TIMESTAMP_BYTE_LENGTH)
-    writeTimestampBytes(t, this.buf, this.pos)
-    this.pos += TIMESTAMP_BYTE_LENGTH
+    const buf = this.buf
+    const pos = this.pos
+    for (let i = 0; i < TIMESTAMP_BYTE_LENGTH; i++) {
+      buf[pos + i] = (hexValue(t.charCodeAt(2 * i)) << 4) | hexValue(t.charCodeAt(2 * i + 1))
+    }
+    this.pos = pos + TIMESTAMP_BYTE_LENGTH
   }
 
   /** A copy of the bytes written so far. */
@@ -159,6 +164,20 @@ export function writeReading (enc: ChunkEncoder, sensor: string, t: string, kind
   enc.u8(kind)
   if (kind === KIND_NUMBER) enc.float64(payload as number)
   else if (kind === KIND_STRING || kind === KIND_JSON) enc.str(payload as string)
+}
+
+const hexValue = (c: number): number => c <= 57 ? c - 48 : c - 87
+const hexChar = (v: number): number => v < 10 ? 48 + v : 87 + v
+
+/** The 8 bytes at `at` as an HLC timestamp string (every 8-byte sequence is a valid timestamp). */
+function timestampAt (b: Uint8Array, at: number): string {
+  const b0 = b[at]; const b1 = b[at + 1]; const b2 = b[at + 2]; const b3 = b[at + 3]
+  const b4 = b[at + 4]; const b5 = b[at + 5]; const b6 = b[at + 6]; const b7 = b[at + 7]
+  return String.fromCharCode(
+    hexChar(b0 >> 4), hexChar(b0 & 15), hexChar(b1 >> 4), hexChar(b1 & 15),
+    hexChar(b2 >> 4), hexChar(b2 & 15), hexChar(b3 >> 4), hexChar(b3 & 15),
+    hexChar(b4 >> 4), hexChar(b4 & 15), hexChar(b5 >> 4), hexChar(b5 & 15),
+    hexChar(b6 >> 4), hexChar(b6 & 15), hexChar(b7 >> 4), hexChar(b7 & 15))
 }
 
 function fail (message: string, details: Record<string, unknown> = {}): never {
@@ -224,8 +243,35 @@ export class ChunkDecoder {
     if (!isValidSensorId(sensor)) fail('invalid sensor id in reading', { sensor })
     this.sensor = sensor
     if (this.pos + TIMESTAMP_BYTE_LENGTH > this.bytes.length) fail('truncated timestamp')
-    this.t = readTimestampBytes(this.bytes, this.pos)
+    this.t = timestampAt(this.bytes, this.pos)
     this.pos += TIMESTAMP_BYTE_LENGTH
+    this.skipValue()
+  }
+
+  /**
+   * Skips over the next reading of a chunk this replica wrote and has already validated, leaving
+   * only its byte range (`readingStart`, `valueEnd`); no strings are built. False at the end.
+   */
+  skipNext (): boolean {
+    if (this.remaining === 0) return false
+    this.remaining--
+    this.readingStart = this.pos
+    const n = this.varuint()
+    this.pos += n + TIMESTAMP_BYTE_LENGTH
+    this.skipValue()
+    return true
+  }
+
+  /** The sensor id of the reading that starts at `at`. */
+  sensorAt (at: number): string {
+    const save = this.pos
+    this.pos = at
+    const s = this.str()
+    this.pos = save
+    return s
+  }
+
+  private skipValue (): void {
     this.kind = this.u8()
     this.valueStart = this.pos
     switch (this.kind) {

@@ -149,6 +149,42 @@ interface PreparedWrite {
 const greater = (a: Reading, b: Reading): boolean => a.t > b.t || (a.t === b.t && a.writer > b.writer)
 
 /**
+ * A chunk of this replica's own log, mirrored in memory: its reading count and a bitset of the
+ * readings in it that are still view winners, so that compaction can skip dead readings
+ * without decoding them.
+ */
+interface OwnChunk {
+  readonly count: number
+  readonly live: Uint8Array
+  liveCount: number
+}
+
+const newOwnChunk = (count: number): OwnChunk => ({ count, live: new Uint8Array((count + 7) >> 3), liveCount: 0 })
+
+function setLive (c: OwnChunk, i: number): void {
+  const m = 1 << (i & 7)
+  if ((c.live[i >> 3] & m) === 0) {
+    c.live[i >> 3] |= m
+    c.liveCount++
+  }
+}
+
+function clearLive (c: OwnChunk, i: number): void {
+  const m = 1 << (i & 7)
+  if ((c.live[i >> 3] & m) !== 0) {
+    c.live[i >> 3] &= ~m
+    c.liveCount--
+  }
+}
+
+/** A view entry: the winning reading of a sensor and, if it lives in the own log, where. */
+interface Slot {
+  r: Reading
+  home: OwnChunk | undefined
+  index: number
+}
+
+/**
  * One region's sensor state. See the package README for the model; in short: every writer
  * appends its readings to its own log (`w/<writer>`) in one Y.Doc; the view holds, for every
  * sensor, the reading with the greatest `(t, writer)` ever seen, and only moves forward; log
@@ -167,11 +203,11 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private readonly stepReadings: number
   private readonly ratio: number
   private readonly sweepBatch: number
-  private readonly view = new Map<string, Reading>()
+  private readonly view = new Map<string, Slot>()
   private readonly ownLog: Y.Array<Uint8Array> | undefined
   private readonly encoder = new ChunkEncoder(64 * 1024)
-  /** Reading counts of the own log's chunks, oldest first, from `ownHead`. */
-  private ownCounts: number[] = []
+  /** The own log's chunks, oldest first, from `ownHead`. */
+  private ownChunks: OwnChunk[] = []
   private ownHead = 0
   private ownLogReadings = 0
   private ownMirrorStale = false
@@ -181,7 +217,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private maxPauseMs = 0
   private expiredCount = 0
   private remoteChanged = false
-  private sweepIterator: Iterator<Reading> | undefined
+  private sweepIterator: Iterator<Slot> | undefined
   private timer: ReturnType<typeof setInterval> | undefined
   private closed = false
 
@@ -238,20 +274,20 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   /** The live value of a sensor with its freshness, or undefined if absent, deleted or expired. */
   get (sensor: string): ReadingView | undefined {
-    const r = this.view.get(sensor)
+    const r = this.view.get(sensor)?.r
     if (r === undefined || r.deleted || this.isExpired(r.t)) return undefined
     return { sensor, value: r.value, t: r.t, writer: r.writer, ageMs: Math.max(0, this.now() - wallOf(r.t)) }
   }
 
   /** The winning reading of a sensor, tombstones included (for sync diagnostics and tests). */
   winner (sensor: string): Reading | undefined {
-    return this.view.get(sensor)
+    return this.view.get(sensor)?.r
   }
 
   /** Live sensors, optionally only those whose id starts with `prefix`, in no particular order. */
   * entries (prefix: string = ''): IterableIterator<[string, ReadingView]> {
     const now = this.now()
-    for (const [sensor, r] of this.view) {
+    for (const [sensor, { r }] of this.view) {
       if (r.deleted || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpired(r.t)) continue
       yield [sensor, { sensor, value: r.value, t: r.t, writer: r.writer, ageMs: Math.max(0, now - wallOf(r.t)) }]
     }
@@ -297,6 +333,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const writer = this.writer as string
     const out: Reading[] = new Array(prepared.length)
     const chunks: Uint8Array[] = []
+    const homes: OwnChunk[] = []
     const enc = this.encoder
     for (let start = 0; start < prepared.length; start += this.maxChunkReadings) {
       const end = Math.min(prepared.length, start + this.maxChunkReadings)
@@ -311,14 +348,24 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         out[i] = { sensor: p.sensor, value: p.value, t, writer, deleted: p.kind === KIND_TOMBSTONE }
       }
       chunks.push(enc.toBytes())
-      this.ownCounts.push(end - start)
-      this.ownLogReadings += end - start
+      homes.push(newOwnChunk(end - start))
     }
     const log = this.ownLog as Y.Array<Uint8Array>
     this.doc.transact(() => {
       log.insert(log.length, chunks)
     }, LOCAL_ORIGIN)
-    for (const r of out) this.consider(r, true)
+    if (this.ownMirrorStale) this.rebuildOwnMirror()
+    else {
+      for (const c of homes) {
+        this.ownChunks.push(c)
+        this.ownLogReadings += c.count
+      }
+    }
+    const per = this.maxChunkReadings
+    for (let i = 0; i < out.length; i++) {
+      if (this.ownMirrorStale) this.consider(out[i], true)
+      else this.consider(out[i], true, homes[Math.floor(i / per)], i % per)
+    }
     if (this.needsCompaction()) this.compactStep()
     return out
   }
@@ -353,16 +400,27 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   // ---------------------------------------------------------------- the view
 
-  /** Merges a reading into the view; true if it became the winner. */
-  private consider (r: Reading, local: boolean): boolean {
+  /**
+   * Merges a reading into the view; true if it became the winner. `home` and `index` say where
+   * the reading sits in the own log, if it does.
+   */
+  private consider (r: Reading, local: boolean, home?: OwnChunk, index: number = 0): boolean {
     if (this.isExpired(r.t)) return false
-    const cur = this.view.get(r.sensor)
-    if (cur !== undefined && !greater(r, cur)) return false
-    this.view.set(r.sensor, r)
-    if (cur !== undefined) {
+    const slot = this.view.get(r.sensor)
+    let cur: Reading | undefined
+    if (slot === undefined) {
+      this.view.set(r.sensor, { r, home, index })
+    } else {
+      cur = slot.r
+      if (!greater(r, cur)) return false
+      if (slot.home !== undefined) clearLive(slot.home, slot.index)
+      slot.r = r
+      slot.home = home
+      slot.index = index
       if (cur.writer === this.writer) this.ownLive--
       if (cur.deleted) this.tombstones--
     }
+    if (home !== undefined) setLive(home, index)
     if (r.writer === this.writer) this.ownLive++
     if (r.deleted) this.tombstones++
     if (this._observers.has('change')) {
@@ -471,7 +529,11 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   /** The state to persist as a snapshot: the doc and the view (which may hold readings no log has any more). */
   encodeSnapshot (): { doc: Uint8Array, view: Uint8Array } {
-    return { doc: Y.encodeStateAsUpdate(this.doc), view: encodeViewSnapshot(this.view.values(), 64 * this.view.size + 64) }
+    return { doc: Y.encodeStateAsUpdate(this.doc), view: encodeViewSnapshot(this.viewReadings(), 64 * this.view.size + 64) }
+  }
+
+  private * viewReadings (): IterableIterator<Reading> {
+    for (const slot of this.view.values()) yield slot.r
   }
 
   /** Loads a persisted snapshot into a fresh region (before any write or apply). */
@@ -497,15 +559,33 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     return !this.readOnly && this.ownLogReadings > this.ratio * this.ownLive + this.stepReadings
   }
 
+  /**
+   * Rebuilds the mirror of the own log from the doc, after a transaction that was not this
+   * replica's own touched it (loading from storage, or a sync that brought back chunks of an
+   * earlier run): counts, and which readings are still winners.
+   */
   private rebuildOwnMirror (): void {
     const log = this.ownLog as Y.Array<Uint8Array>
-    this.ownCounts = []
+    for (const slot of this.view.values()) slot.home = undefined
+    this.ownChunks = []
     this.ownHead = 0
     this.ownLogReadings = 0
-    for (const chunk of log.toArray()) {
-      const { count } = readChunkHeader(chunk)
-      this.ownCounts.push(count)
-      this.ownLogReadings += count
+    for (const bytes of log.toArray()) {
+      const dec = new ChunkDecoder(bytes)
+      const chunk = newOwnChunk(dec.readChunkHeader())
+      let i = 0
+      while (dec.next()) {
+        const slot = this.view.get(dec.sensor)
+        if (slot !== undefined && slot.r.t === dec.t && slot.r.writer === dec.writer) {
+          if (slot.home !== undefined) clearLive(slot.home, slot.index)
+          slot.home = chunk
+          slot.index = i
+          setLive(chunk, i)
+        }
+        i++
+      }
+      this.ownChunks.push(chunk)
+      this.ownLogReadings += chunk.count
     }
     this.ownMirrorStale = false
   }
@@ -513,7 +593,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   /**
    * One bounded compaction step on this replica's own log: takes the oldest chunks (about
    * `stepReadings` readings), keeps the readings that are still winners, deletes the chunks with
-   * one range delete and appends the kept readings as one chunk. Returns the readings removed.
+   * one range delete and appends the kept readings as one chunk. Dead readings are skipped
+   * without being decoded.
    */
   compactStep (): CompactionStats | undefined {
     if (this.readOnly || this.closed) return undefined
@@ -522,43 +603,55 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const log = this.ownLog as Y.Array<Uint8Array>
     let n = 0
     let taken = 0
-    const available = this.ownCounts.length - this.ownHead
-    while (n < available && taken < this.stepReadings) taken += this.ownCounts[this.ownHead + n++]
+    const available = this.ownChunks.length - this.ownHead
+    while (n < available && taken < this.stepReadings) taken += this.ownChunks[this.ownHead + n++].count
     if (n === 0) return undefined
     const old = log.slice(0, n)
-    const writer = this.writer as string
-    const enc = this.encoder
-    enc.reset()
-    enc.u8(1)
-    enc.str(writer)
-    // The count is written last, once known: keep the readings' bytes aside first.
     const kept: Uint8Array[] = []
-    for (const chunk of old) {
-      const dec = new ChunkDecoder(chunk)
+    const keptSlots: Slot[] = []
+    for (let c = 0; c < n; c++) {
+      const meta = this.ownChunks[this.ownHead + c]
+      if (meta.liveCount === 0) continue
+      const bytes = old[c]
+      const dec = new ChunkDecoder(bytes)
       dec.readChunkHeader()
-      while (dec.next()) {
-        const w = this.view.get(dec.sensor)
-        if (w !== undefined && w.t === dec.t && w.writer === dec.writer && !this.isExpired(dec.t)) {
-          kept.push(chunk.subarray(dec.readingStart, dec.valueEnd))
-        }
+      for (let i = 0; dec.skipNext(); i++) {
+        if ((meta.live[i >> 3] & (1 << (i & 7))) === 0) continue
+        kept.push(bytes.subarray(dec.readingStart, dec.valueEnd))
+        keptSlots.push(this.view.get(dec.sensorAt(dec.readingStart)) as Slot)
       }
     }
-    enc.varuint(kept.length)
-    for (const raw of kept) enc.bytes(raw)
-    const replacement = kept.length > 0 ? enc.toBytes() : undefined
+    let replacement: Uint8Array | undefined
+    let home: OwnChunk | undefined
+    if (kept.length > 0) {
+      const enc = this.encoder
+      enc.reset()
+      enc.u8(1)
+      enc.str(this.writer as string)
+      enc.varuint(kept.length)
+      for (const raw of kept) enc.bytes(raw)
+      replacement = enc.toBytes()
+      home = newOwnChunk(kept.length)
+    }
     this.doc.transact(() => {
       log.delete(0, n)
       if (replacement !== undefined) log.insert(log.length, [replacement])
     }, LOCAL_ORIGIN)
     this.ownHead += n
-    if (this.ownHead > 1024 && this.ownHead * 2 > this.ownCounts.length) {
-      this.ownCounts = this.ownCounts.slice(this.ownHead)
+    if (this.ownHead > 1024 && this.ownHead * 2 > this.ownChunks.length) {
+      this.ownChunks = this.ownChunks.slice(this.ownHead)
       this.ownHead = 0
     }
     this.ownLogReadings -= taken
-    if (replacement !== undefined) {
-      this.ownCounts.push(kept.length)
-      this.ownLogReadings += kept.length
+    if (home !== undefined) {
+      for (let i = 0; i < keptSlots.length; i++) {
+        const slot = keptSlots[i]
+        slot.home = home
+        slot.index = i
+        setLive(home, i)
+      }
+      this.ownChunks.push(home)
+      this.ownLogReadings += home.count
     }
     const pauseMs = performance.now() - t0
     this.compactions++
@@ -587,9 +680,11 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         this.sweepIterator = undefined
         return
       }
-      const r = next.value
+      const slot = next.value
+      const r = slot.r
       if (!this.isExpired(r.t)) continue
       this.view.delete(r.sensor)
+      if (slot.home !== undefined) clearLive(slot.home, slot.index)
       this.expiredCount++
       if (r.writer === this.writer) this.ownLive--
       if (r.deleted) this.tombstones--
@@ -612,7 +707,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       tombstones: this.tombstones,
       ownLive: this.ownLive,
       ownLogReadings: this.ownLogReadings,
-      ownLogChunks: this.ownCounts.length - this.ownHead,
+      ownLogChunks: this.ownChunks.length - this.ownHead,
       structs,
       compactions: this.compactions,
       maxCompactionPauseMs: this.maxPauseMs,
