@@ -318,8 +318,12 @@ class LevelPersistence implements Persistence {
     binding.snapshotting = true
     try {
       const name = binding.region.region
-      const { doc, view } = binding.region.encodeSnapshot()
+      // The doc part is taken now, at `seq`; the view is encoded in slices after.
       const seq = binding.seq
+      const parts = binding.region.encodeSnapshot()
+      binding.tailRecords = 0
+      binding.tailBytes = 0
+      const { doc, view } = await parts
       const meta: SnapshotMeta = { v: 1, seq, docBytes: doc.length, viewBytes: view.length, at: Date.now() }
       this.queue.push(
         { type: 'put', key: snapshotDocKey(name), value: doc },
@@ -329,8 +333,6 @@ class LevelPersistence implements Persistence {
       this.queuedBytes += doc.length + view.length
       const ticket = ++this.ticket
       this.scheduleFlush()
-      binding.tailRecords = 0
-      binding.tailBytes = 0
       binding.snapshotBytes = doc.length + view.length
       await this.waitFor(ticket)
       binding.snapshots++

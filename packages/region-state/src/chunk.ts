@@ -161,6 +161,10 @@ export interface EncodedValue {
 export function writeReading (enc: ChunkEncoder, sensor: string, t: string, kind: number, payload: number | string | undefined): void {
   enc.str(sensor)
   enc.timestamp(t)
+  writeValue(enc, kind, payload)
+}
+
+function writeValue (enc: ChunkEncoder, kind: number, payload: number | string | undefined): void {
   enc.u8(kind)
   if (kind === KIND_NUMBER) enc.float64(payload as number)
   else if (kind === KIND_STRING || kind === KIND_JSON) enc.str(payload as string)
@@ -420,25 +424,60 @@ export function prepareValue (value: JsonValue): EncodedValue {
   }
 }
 
+/**
+ * Builds a view snapshot reading by reading, so that a large view can be encoded in slices
+ * between which the event loop runs.
+ */
+export class ViewSnapshotEncoder {
+  private readonly writers = new Map<string, number>()
+  private readonly body: ChunkEncoder
+  private count = 0
+
+  constructor (sizeHint: number = 4096) {
+    this.body = new ChunkEncoder(sizeHint)
+  }
+
+  add (r: Reading): void {
+    let wi = this.writers.get(r.writer)
+    if (wi === undefined) {
+      wi = this.writers.size
+      this.writers.set(r.writer, wi)
+    }
+    const body = this.body
+    body.varuint(wi)
+    body.str(r.sensor)
+    body.timestamp(r.t)
+    const v = r.value
+    if (r.deleted) body.u8(KIND_TOMBSTONE)
+    else if (typeof v === 'number') {
+      body.u8(KIND_NUMBER)
+      body.float64(v)
+    } else {
+      const p = prepareValue(v)
+      writeValue(body, p.kind, p.payload)
+    }
+    this.count++
+  }
+
+  finish (): Uint8Array {
+    const head = new ChunkEncoder(64 + 64 * this.writers.size)
+    head.u8(VIEW_VERSION)
+    head.varuint(this.writers.size)
+    for (const w of this.writers.keys()) head.str(w)
+    head.varuint(this.count)
+    const body = this.body.toBytes()
+    const out = new Uint8Array(head.pos + body.length)
+    out.set(head.toBytes(), 0)
+    out.set(body, head.pos)
+    return out
+  }
+}
+
 /** Encodes a view snapshot: every reading given, each with its writer. */
 export function encodeViewSnapshot (readings: Iterable<Reading>, sizeHint: number = 4096): Uint8Array {
-  const writers = new Map<string, number>()
-  const list: Reading[] = []
-  for (const r of readings) {
-    if (!writers.has(r.writer)) writers.set(r.writer, writers.size)
-    list.push(r)
-  }
-  const enc = new ChunkEncoder(sizeHint)
-  enc.u8(VIEW_VERSION)
-  enc.varuint(writers.size)
-  for (const w of writers.keys()) enc.str(w)
-  enc.varuint(list.length)
-  for (const r of list) {
-    enc.varuint(writers.get(r.writer) as number)
-    const v = r.deleted ? { kind: KIND_TOMBSTONE, payload: undefined } : prepareValue(r.value)
-    writeReading(enc, r.sensor, r.t, v.kind, v.payload)
-  }
-  return enc.toBytes()
+  const enc = new ViewSnapshotEncoder(sizeHint)
+  for (const r of readings) enc.add(r)
+  return enc.finish()
 }
 
 /** Decodes a view snapshot written by {@link encodeViewSnapshot}. */

@@ -28,7 +28,7 @@ export {
   type CompactionStats, type RegionStats, type RegionStateEvents, type WriteInput
 } from './region-state.ts'
 export {
-  type Reading, decodeChunk, readChunkHeader, encodeViewSnapshot, decodeViewSnapshot, isValidWriterId,
+  type Reading, decodeChunk, readChunkHeader, encodeViewSnapshot, decodeViewSnapshot, ViewSnapshotEncoder, isValidWriterId,
   CHUNK_VERSION, VIEW_VERSION
 } from './chunk.ts'
 export {

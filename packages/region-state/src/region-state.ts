@@ -5,7 +5,7 @@ import {
 } from '@edge-mesh/errors'
 import { createHlc, wallOf, type Hlc } from '@edge-mesh/hlc'
 import {
-  ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, decodeViewSnapshot, encodeViewSnapshot, isValidWriterId,
+  ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, ViewSnapshotEncoder, decodeViewSnapshot, isValidWriterId,
   prepareValue, readChunkHeader, writeReading, type Reading
 } from './chunk.ts'
 import { HARD_MAX_VALUE_BYTES, assertJsonContainer, assertSensorId, deepFreeze, type JsonValue } from './value.ts'
@@ -527,13 +527,22 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     return Y.encodeStateAsUpdate(this.doc, stateVector)
   }
 
-  /** The state to persist as a snapshot: the doc and the view (which may hold readings no log has any more). */
-  encodeSnapshot (): { doc: Uint8Array, view: Uint8Array } {
-    return { doc: Y.encodeStateAsUpdate(this.doc), view: encodeViewSnapshot(this.viewReadings(), 64 * this.view.size + 64) }
-  }
-
-  private * viewReadings (): IterableIterator<Reading> {
-    for (const slot of this.view.values()) yield slot.r
+  /**
+   * The state to persist as a snapshot: the doc, and the view (which may hold readings that no
+   * log holds any more, after a compaction overtook a gap). The doc part is taken synchronously
+   * when this is called; the view is then encoded in slices of `sliceEntries`, yielding to the
+   * event loop between them, so a large region does not stall it. Readings that win while the
+   * slices are encoded may be included; that is harmless, since the view only moves forward.
+   */
+  async encodeSnapshot (sliceEntries: number = 20_000): Promise<{ doc: Uint8Array, view: Uint8Array }> {
+    const doc = Y.encodeStateAsUpdate(this.doc)
+    const enc = new ViewSnapshotEncoder(40 * this.view.size + 64)
+    let i = 0
+    for (const slot of this.view.values()) {
+      enc.add(slot.r)
+      if (++i % sliceEntries === 0) await new Promise<void>(resolve => { setImmediate(resolve) })
+    }
+    return { doc, view: enc.finish() }
   }
 
   /** Loads a persisted snapshot into a fresh region (before any write or apply). */
