@@ -26,7 +26,7 @@
  * Decoders check every length against the bytes left and reject anything malformed, truncated,
  * trailing or out of contract with an `InvalidUpdateError` (code `EM_ERR_INVALID_UPDATE`).
  */
-import { InvalidUpdateError } from '@edge-mesh/errors'
+import { InvalidUpdateError, InvalidValueError } from '@edge-mesh/errors'
 import { TIMESTAMP_BYTE_LENGTH } from '@edge-mesh/hlc'
 import { HARD_MAX_VALUE_BYTES, deepFreeze, isValidSensorId, type JsonValue } from './value.ts'
 
@@ -121,6 +121,8 @@ export class ChunkEncoder {
         return
       }
     }
+    // TextEncoder would replace a lone surrogate: refuse it rather than store something else.
+    if (!s.isWellFormed()) throw new InvalidValueError('strings must be well-formed Unicode (no lone surrogates)')
     const bytes = textEncoder.encode(s)
     this.varuint(bytes.length)
     this.bytes(bytes)
@@ -391,7 +393,7 @@ const WRITER_RE = /^[^\u0000-\u001f\u007f]{1,128}$/
 
 /** Writer ids (peer ids) are 1 to 128 characters without control characters. */
 export function isValidWriterId (writer: unknown): writer is string {
-  return typeof writer === 'string' && WRITER_RE.test(writer)
+  return typeof writer === 'string' && WRITER_RE.test(writer) && writer.isWellFormed()
 }
 
 /** Decodes every reading of a chunk (validating all of it). */

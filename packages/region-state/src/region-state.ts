@@ -120,6 +120,10 @@ export interface RegionStats {
   compactions: number
   maxCompactionPauseMs: number
   expired: number
+  /** Chunks that Yjs placed in a log other than their writer's (left out of the view). */
+  misplacedChunks: number
+  /** Chunks waiting for the item before them, whose readings are not in the view yet. */
+  deferredChunks: number
   pending: boolean
 }
 
@@ -177,6 +181,29 @@ function clearLive (c: OwnChunk, i: number): void {
   }
 }
 
+/** The readings of a chunk whose log could not be told when it arrived. */
+interface DeferredChunk {
+  client: number
+  clock: number
+  writer: string
+  readings: Reading[]
+}
+
+/** Stands for a parent that is a nested type, which a region doc never has. */
+const NESTED = '\u0000nested'
+
+/** The name of a root type, or NESTED for a nested one. */
+function rootKeyOf (type: unknown): string | undefined {
+  const t = type as Y.AbstractType<unknown> | null
+  if (t === null || typeof t !== 'object') return undefined
+  if (t._item !== null) return NESTED
+  try {
+    return Y.findRootTypeKey(t)
+  } catch {
+    return undefined
+  }
+}
+
 /** A view entry: the winning reading of a sensor and, if it lives in the own log, where. */
 interface Slot {
   r: Reading
@@ -217,6 +244,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private maxPauseMs = 0
   private expiredCount = 0
   private remoteChanged = false
+  private readonly deferred = new Map<string, DeferredChunk>()
+  private misplacedChunks = 0
   private sweepIterator: Iterator<Slot> | undefined
   private timer: ReturnType<typeof setInterval> | undefined
   private closed = false
@@ -300,9 +329,12 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     return out.sort()
   }
 
-  /** Number of live sensors. */
+  /** Number of live sensors (O(1) without retention; with it, a scan that skips expired ones). */
   get size (): number {
-    return this.view.size - this.tombstones
+    if (this.retentionMs === Infinity) return this.view.size - this.tombstones
+    let n = 0
+    for (const { r } of this.view.values()) if (!r.deleted && !this.isExpired(r.t)) n++
+    return n
   }
 
   // ---------------------------------------------------------------- writes
@@ -331,6 +363,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const prepared: PreparedWrite[] = new Array(inputs.length)
     for (let i = 0; i < inputs.length; i++) prepared[i] = this.prepare(inputs[i])
     const writer = this.writer as string
+    // The own log must be mirrored before the new chunks are added to the mirror.
+    if (this.ownMirrorStale) this.rebuildOwnMirror()
     const out: Reading[] = new Array(prepared.length)
     const chunks: Uint8Array[] = []
     const homes: OwnChunk[] = []
@@ -354,18 +388,12 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     this.doc.transact(() => {
       log.insert(log.length, chunks)
     }, LOCAL_ORIGIN)
-    if (this.ownMirrorStale) this.rebuildOwnMirror()
-    else {
-      for (const c of homes) {
-        this.ownChunks.push(c)
-        this.ownLogReadings += c.count
-      }
+    for (const c of homes) {
+      this.ownChunks.push(c)
+      this.ownLogReadings += c.count
     }
     const per = this.maxChunkReadings
-    for (let i = 0; i < out.length; i++) {
-      if (this.ownMirrorStale) this.consider(out[i], true)
-      else this.consider(out[i], true, homes[Math.floor(i / per)], i % per)
-    }
+    for (let i = 0; i < out.length; i++) this.consider(out[i], true, homes[Math.floor(i / per)], i % per)
     if (this.needsCompaction()) this.compactStep()
     return out
   }
@@ -381,7 +409,9 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       assertJsonContainer(value as object)
     } else if (type === 'number') {
       if (!Number.isFinite(value)) throw new InvalidValueError(`${String(value)} is not a finite number`, { sensor: input.sensor, path: '$' })
-    } else if (type !== 'string' && type !== 'boolean' && value !== null) {
+    } else if (type === 'string') {
+      if (!(value as string).isWellFormed()) throw new InvalidValueError('strings must be well-formed Unicode (no lone surrogates)', { sensor: input.sensor, path: '$' })
+    } else if (type !== 'boolean' && value !== null) {
       throw new InvalidValueError(`${type} is not a JSON value`, { sensor: input.sensor, path: '$' })
     }
     const enc = prepareValue(value)
@@ -424,7 +454,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     if (r.writer === this.writer) this.ownLive++
     if (r.deleted) this.tombstones++
     if (this._observers.has('change')) {
-      const old = cur === undefined || cur.deleted ? undefined : cur
+      const old = cur === undefined || cur.deleted || this.isExpired(cur.t) ? undefined : cur
       if (old !== undefined || !r.deleted) {
         this.emit('change', [{ sensor: r.sensor, old, new: r.deleted ? undefined : r, reason: r.deleted ? 'delete' : 'write', local }])
       }
@@ -449,9 +479,10 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   }
 
   private apply (update: Uint8Array, load: boolean, collect: boolean = true): ApplyResult {
-    const readings = this.inspect(update, collect)
+    const { readings, deferred } = this.inspect(update, collect)
     let maxT = ''
     for (const r of readings) if (r.t > maxT) maxT = r.t
+    for (const d of deferred) for (const r of d.readings) if (r.t > maxT) maxT = r.t
     if (maxT !== '') {
       if (load) this.hlc.restore(maxT)
       else this.hlc.checkDrift(maxT)
@@ -466,18 +497,44 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       throw new InvalidUpdateError('Yjs could not integrate the update', { region: this.region }, { cause: err })
     }
     if (maxT !== '' && !load) this.hlc.receive(maxT)
-    let changed = 0
-    for (const r of readings) if (this.consider(r, false)) changed++
+    const changed = new Set<string>()
+    for (const r of readings) if (this.consider(r, false)) changed.add(r.sensor)
+    for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, d)
+    if (this.deferred.size > 0) this.settleDeferred(changed)
     const pending = store.pendingStructs !== null
     if (!load && (this.remoteChanged || store.pendingStructs !== pendingBefore || store.pendingDs !== pendingDsBefore)) {
       this.emit('update', [update, false])
     }
     if (pending && !load) this.emit('gap', [])
-    return { readings: readings.length, changed, pending }
+    return { readings: readings.length + deferred.reduce((n, d) => n + d.readings.length, 0), changed: changed.size, pending }
   }
 
-  /** Decodes and checks an update; returns the readings of chunks new to this replica. */
-  private inspect (update: Uint8Array, collect: boolean): Reading[] {
+  /**
+   * Merges the readings of chunks that arrived before the item they follow (so their log could not
+   * be told) once Yjs has integrated them, if they are in their writer's log; a chunk found in
+   * another log is left out of the view and counted.
+   */
+  private settleDeferred (changed: Set<string>): void {
+    const store = this.doc.store
+    for (const [key, d] of this.deferred) {
+      if (d.clock >= Y.getState(store, d.client)) continue
+      this.deferred.delete(key)
+      const item = Y.getItem(store, Y.createID(d.client, d.clock))
+      const parent = item instanceof Y.Item ? rootKeyOf(item.parent) : undefined
+      if (parent !== 'w/' + d.writer) {
+        this.misplacedChunks++
+        continue
+      }
+      for (const r of d.readings) if (this.consider(r, false)) changed.add(r.sensor)
+    }
+  }
+
+  /**
+   * Decodes and checks an update before Yjs sees it. Returns the readings of chunks new to this
+   * replica whose log is known, and, apart, those of chunks whose log cannot be told yet (their
+   * left neighbour has not arrived): those wait in `deferred` until Yjs integrates them.
+   */
+  private inspect (update: Uint8Array, collect: boolean): { readings: Reading[], deferred: DeferredChunk[] } {
     let decoded: { structs: Array<Y.Item | Y.GC | Y.Skip> }
     try {
       decoded = Y.decodeUpdate(update) as { structs: Array<Y.Item | Y.GC | Y.Skip> }
@@ -486,34 +543,67 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     }
     const store = this.doc.store
     const readings: Reading[] = []
+    const deferred: DeferredChunk[] = []
+    // The root type of each item of this update, by client, to resolve later items' parents.
+    const seen = new Map<number, Array<{ clock: number, length: number, parent: string | undefined }>>()
+    const parentAt = (id: Y.ID | null): string | undefined => {
+      if (id === null) return undefined
+      const list = seen.get(id.client)
+      if (list !== undefined) {
+        for (let k = list.length - 1; k >= 0; k--) {
+          const e = list[k]
+          if (id.clock >= e.clock && id.clock < e.clock + e.length) return e.parent
+        }
+      }
+      if (id.clock < Y.getState(store, id.client)) {
+        const item = Y.getItem(store, id)
+        if (item instanceof Y.Item) return rootKeyOf(item.parent)
+      }
+      return undefined
+    }
     for (const s of decoded.structs) {
       if (!(s instanceof Y.Item)) continue
+      // Decoded, not integrated: parent is a root type name, a nested parent's ID, or null (then
+      // it is the parent of the origin or of the right origin).
+      const explicit = s.parent as unknown
+      const where = { region: this.region, client: s.id.client, clock: s.id.clock }
+      if (s.parentSub !== null || (explicit !== null && typeof explicit !== 'string')) {
+        throw new InvalidUpdateError('only writer logs (root arrays named w/<writer>) are allowed in a region doc', where)
+      }
+      const parent = typeof explicit === 'string' ? explicit : (parentAt(s.origin) ?? parentAt(s.rightOrigin))
+      if (parent !== undefined && (parent === NESTED || !parent.startsWith('w/'))) {
+        throw new InvalidUpdateError('only writer logs (root arrays named w/<writer>) are allowed in a region doc', { ...where, parent })
+      }
+      let list = seen.get(s.id.client)
+      if (list === undefined) seen.set(s.id.client, (list = []))
+      list.push({ clock: s.id.clock, length: s.length, parent })
       const content = s.content
       if (content instanceof Y.ContentDeleted) continue
       if (!(content instanceof Y.ContentBinary)) {
-        throw new InvalidUpdateError(`content type ${content.constructor.name} is not allowed in a region doc`, { region: this.region, client: s.id.client, clock: s.id.clock })
-      }
-      // Decoded, not integrated: parent is a root type name, the parent's ID, or null (given by the origin).
-      const parent = s.parent as unknown
-      if (s.parentSub !== null || (parent !== null && (typeof parent !== 'string' || !parent.startsWith('w/')))) {
-        throw new InvalidUpdateError('only writer logs (root arrays named w/<writer>) are allowed in a region doc', { region: this.region, client: s.id.client, clock: s.id.clock })
+        throw new InvalidUpdateError(`content type ${content.constructor.name} is not allowed in a region doc`, where)
       }
       if (!collect || s.id.clock < Y.getState(store, s.id.client)) continue
       const dec = new ChunkDecoder(content.content)
+      const found: Reading[] = []
       try {
         dec.readChunkHeader()
-        if (typeof parent === 'string' && parent !== 'w/' + dec.writer) {
-          throw new InvalidUpdateError('chunk writer differs from the log it is in', { region: this.region, log: parent, writer: dec.writer })
+        if (parent !== undefined && parent !== 'w/' + dec.writer) {
+          throw new InvalidUpdateError('chunk writer differs from the log it is in', { ...where, log: parent, writer: dec.writer })
         }
-        while (dec.next()) readings.push(dec.reading())
+        while (dec.next()) found.push(dec.reading())
       } catch (err) {
         if (err instanceof EdgeMeshError) {
-          throw new InvalidUpdateError(err.message, { ...err.details, region: this.region, client: s.id.client, clock: s.id.clock }, { cause: err })
+          throw new InvalidUpdateError(err.message, { ...err.details, ...where }, { cause: err })
         }
         throw err
       }
+      if (parent !== undefined) {
+        for (const r of found) readings.push(r)
+      } else {
+        deferred.push({ client: s.id.client, clock: s.id.clock, writer: dec.writer, readings: found })
+      }
     }
-    return readings
+    return { readings, deferred }
   }
 
   // ---------------------------------------------------------------- sync and persistence hooks
@@ -626,8 +716,14 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       dec.readChunkHeader()
       for (let i = 0; dec.skipNext(); i++) {
         if ((meta.live[i >> 3] & (1 << (i & 7))) === 0) continue
+        const slot = this.view.get(dec.sensorAt(dec.readingStart)) as Slot
+        if (this.isExpired(slot.r.t)) {
+          // Past the horizon but not swept yet: not carried; the sweep removes it from the view.
+          slot.home = undefined
+          continue
+        }
         kept.push(bytes.subarray(dec.readingStart, dec.valueEnd))
-        keptSlots.push(this.view.get(dec.sensorAt(dec.readingStart)) as Slot)
+        keptSlots.push(slot)
       }
     }
     let replacement: Uint8Array | undefined
@@ -721,6 +817,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       compactions: this.compactions,
       maxCompactionPauseMs: this.maxPauseMs,
       expired: this.expiredCount,
+      misplacedChunks: this.misplacedChunks,
+      deferredChunks: this.deferred.size,
       pending: this.doc.store.pendingStructs !== null
     }
   }

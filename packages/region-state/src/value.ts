@@ -12,6 +12,9 @@
  * that names the path of the offending part. A value whose encoding is larger than the limit is
  * refused with a `ValueTooLargeError` (`EM_ERR_VALUE_TOO_LARGE`).
  *
+ * Strings (values, object keys, sensor ids) must be well-formed Unicode: a lone surrogate cannot be
+ * encoded in UTF-8, so it would reach other replicas changed; it is refused instead.
+ *
  * Sensor ids are strings of 1 to {@link MAX_SENSOR_LENGTH} UTF-16 code units without control
  * characters; anything else is an `InvalidSensorError` (`EM_ERR_INVALID_SENSOR`).
  */
@@ -39,10 +42,13 @@ export function assertSensorId (sensor: unknown): asserts sensor is string {
   if (!SENSOR_RE.test(sensor)) {
     throw new InvalidSensorError('sensor id must not contain control characters', { sensor })
   }
+  if (!sensor.isWellFormed()) {
+    throw new InvalidSensorError('sensor id must be well-formed Unicode (no lone surrogates)', { sensor })
+  }
 }
 
 export function isValidSensorId (sensor: unknown): sensor is string {
-  return typeof sensor === 'string' && sensor.length > 0 && sensor.length <= MAX_SENSOR_LENGTH && SENSOR_RE.test(sensor)
+  return typeof sensor === 'string' && sensor.length > 0 && sensor.length <= MAX_SENSOR_LENGTH && SENSOR_RE.test(sensor) && sensor.isWellFormed()
 }
 
 /**
@@ -68,6 +74,7 @@ export function assertJsonContainer (value: object, path: string = '$', depth: n
       throw new InvalidValueError('symbol keys are not allowed', { path })
     }
     for (const key of Object.keys(value)) {
+      if (!key.isWellFormed()) throw new InvalidValueError('object keys must be well-formed Unicode (no lone surrogates)', { path })
       assertJsonMember((value as Record<string, unknown>)[key], `${path}.${key}`, depth, stack)
     }
   }
@@ -77,6 +84,8 @@ export function assertJsonContainer (value: object, path: string = '$', depth: n
 function assertJsonMember (v: unknown, path: string, depth: number, stack: object[]): void {
   switch (typeof v) {
     case 'string':
+      if (!v.isWellFormed()) throw new InvalidValueError('strings must be well-formed Unicode (no lone surrogates)', { path })
+      return
     case 'boolean':
       return
     case 'number':

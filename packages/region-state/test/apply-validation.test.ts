@@ -193,14 +193,9 @@ test('the drift bound follows the hlc given in the options', t => {
   assertRefused(t, strict, updates[0], 'EM_ERR_CLOCK_DRIFT')
 })
 
-// BUG: the writer-log check in RegionState.inspect only sees the decoded `parent` of an item, and
-// Yjs encodes the parent only for items without an origin (the first element of an array in an
-// update). For every appended element `parent` is null, so the checks "only root arrays named
-// w/<writer>" and "chunk writer differs from the log it is in" (`typeof parent === 'string' && ...`)
-// are skipped. Input: a plain Y.Doc that pushes a valid chunk of writer 'x' into w/x, then a valid
-// chunk of writer 'y' into the same array. Expected: EM_ERR_INVALID_UPDATE; actual: accepted, and
-// the view holds a reading attributed to writer 'y' that is stored in w/x.
-test.failing('a valid chunk appended after the first element of another writer\'s log is refused', t => {
+// Regression: Yjs encodes an item's parent only when it has no origin, so the log-name and writer
+// checks must resolve appended items' parents through their origin (in the update or the doc).
+test('a valid chunk appended after the first element of another writer\'s log is refused', t => {
   const { r } = populated()
   const doc = new Y.Doc()
   const log = doc.getArray<Uint8Array>('w/x')
@@ -209,8 +204,7 @@ test.failing('a valid chunk appended after the first element of another writer\'
   assertRefused(t, r, Y.encodeStateAsUpdate(doc))
 })
 
-test.failing('a chunk appended to the own log of this replica under another writer\'s name is refused', t => {
-  // Same bug, through two incremental updates: the first is accepted, the second (an append) must not be.
+test('a chunk appended to the own log of this replica under another writer\'s name is refused', t => {
   const { r } = populated()
   const doc = new Y.Doc()
   const updates: Uint8Array[] = []
@@ -222,9 +216,7 @@ test.failing('a chunk appended to the own log of this replica under another writ
   assertRefused(t, r, updates[1])
 })
 
-test.failing('a chunk in a root array not named w/<writer> is refused even when it is not the array\'s first element', t => {
-  // Same bug: with the first element deleted (its content becomes ContentDeleted and is skipped),
-  // the chunk that follows it has no parent in the update and passes as if it were in a writer log.
+test('a chunk in a root array not named w/<writer> is refused even when it is not the array\'s first element', t => {
   const { r } = populated()
   const doc = new Y.Doc()
   const evil = doc.getArray<unknown>('evil')

@@ -197,17 +197,9 @@ test('a writer that restarts from its own doc (persisted update) keeps compactin
   t.true(next.t > expected[0].t)
 })
 
-// BUG (data loss, a252baf): write() rebuilds a stale own-log mirror *before* it considers the new
-// readings (region-state.ts, write(): `if (this.ownMirrorStale) this.rebuildOwnMirror() else {...}`),
-// so the rebuilt mirror has the new chunk with no live bits; the following loop then tests
-// `this.ownMirrorStale` again, which the rebuild has just reset, and marks the readings live in the
-// `homes` objects that were never pushed to `ownChunks`. The next compactStep() skips the new chunk
-// as dead (`meta.liveCount === 0`) and deletes it. Input: a writer restarts with replayUpdate() of
-// its persisted doc, put('new', ...) as the first operation, compactStep(). Expected: the log keeps
-// 'new' and a fresh replica of encodeStateAsUpdate() has it; actual: kept counts only the old
-// winners, the chunk holding 'new' is deleted, and the fresh replica has no 'new' (the writer's own
-// view still shows it until its next restart).
-test.failing('the first write after a restart from the persisted doc survives compaction', t => {
+// Regression: after the own log was touched by a non-local transaction (a restart, or chunks of an
+// earlier run arriving from a peer), the first local write lost its live bits and compaction dropped it.
+test('the first write after a restart from the persisted doc survives compaction', t => {
   const clock = fakeClock()
   const a = region(clock, { writer: 'gw-a', compaction: { stepReadings: 1_000 } })
   for (let i = 0; i < 5; i++) a.put('old', i)
@@ -222,9 +214,7 @@ test.failing('the first write after a restart from the persisted doc survives co
   t.is(fresh.get('new')?.value, 'after restart')
 })
 
-test.failing('the first write after own-log chunks arrive from a peer survives compaction', t => {
-  // Same bug through sync rather than storage: an earlier run of the same writer id left chunks in
-  // w/gw-a that come back from a peer (a remote transaction on the own log marks the mirror stale).
+test('the first write after own-log chunks arrive from a peer survives compaction', t => {
   const clock = fakeClock()
   const earlier = region(clock, { writer: 'gw-a' })
   earlier.put('from earlier run', 1)

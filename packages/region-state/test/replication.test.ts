@@ -153,11 +153,8 @@ test('applyUpdate() reports the readings new to the replica and the keys whose w
   t.deepEqual(a.applyUpdate(ub[0]), { readings: 1, changed: 1, pending: false })
 })
 
-// BUG (minor): ApplyResult.changed is documented as "Keys whose winner changed" but counts readings
-// that became the winner, so a key overwritten twice inside one update counts twice. Input: a
-// putMany of x=1, y=2, x=3 applied to a fresh replica. Expected changed: 2 (keys x and y); actual: 3
-// (RegionState.apply: `for (const r of readings) if (this.consider(r, false)) changed++`).
-test.failing('applyUpdate().changed counts keys, not readings, when an update overwrites a key twice', t => {
+// Regression: ApplyResult.changed counted readings, not keys.
+test('applyUpdate().changed counts keys, not readings, when an update overwrites a key twice', t => {
   const clock = fakeClock()
   const a = region(clock, { writer: 'gw-a' })
   const b = region(clock, { writer: 'gw-b' })

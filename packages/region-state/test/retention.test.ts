@@ -124,12 +124,8 @@ test('compaction does not carry readings swept as expired', t => {
   t.is(logOf(r, 'gw-a').length, 1)
 })
 
-// BUG (regression in a252baf, live bitsets): compactStep() no longer checks isExpired(); it keeps
-// every reading whose live bit is set, and the bit is only cleared by the sweep. The option docs say
-// expired readings "are not carried by compaction" (the previous compactStep checked
-// `!this.isExpired(dec.t)`). Input: retentionMs 10 000, putMany a, b; clock +10 001; put c;
-// compactStep() without maintain(). Expected { readings: 3, kept: 1 }; actual { readings: 3, kept: 3 }.
-test.failing('compaction does not carry readings past the horizon even before the sweep', t => {
+// Regression: compaction carried readings past the horizon that were not swept yet.
+test('compaction does not carry readings past the horizon even before the sweep', t => {
   const clock = fakeClock()
   const r = region(clock, { retentionMs: RETENTION, compaction: { stepReadings: 1_000 } })
   r.putMany([{ sensor: 'a', value: 1 }, { sensor: 'b', value: 2 }])
@@ -140,11 +136,8 @@ test.failing('compaction does not carry readings past the horizon even before th
   t.is(r.stats().ownLogReadings, 1)
 })
 
-// BUG (minor): `size` (and stats().sensors) is documented as the number of live sensors, and
-// get()/list()/entries() stop showing a reading the moment it passes the retention horizon, but
-// `size` keeps counting it until maintain() sweeps it. Input: retentionMs 10 000, put('s'), clock +10 001.
-// Expected size 0 (= list().length); actual 1 (RegionState.size is `view.size - tombstones`).
-test.failing('size agrees with list() for readings past the horizon that are not swept yet', t => {
+// Regression: `size` counted readings past the horizon that were not swept yet.
+test('size agrees with list() for readings past the horizon that are not swept yet', t => {
   const clock = fakeClock()
   const r = region(clock, { retentionMs: RETENTION })
   r.put('s', 1)

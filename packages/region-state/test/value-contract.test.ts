@@ -262,12 +262,9 @@ test('a write() batch with one bad input writes nothing: no state change, no sta
   t.is(changes.length, 0)
 })
 
-// BUG: a string value (or sensor id) containing a lone UTF-16 surrogate passes the value contract
-// but is stored as UTF-8 (ChunkEncoder.str -> TextEncoder), which replaces the surrogate with
-// U+FFFD. The writer keeps the original string in its view, replicas decode '\uFFFD': the replicas
-// diverge. Expected: either refused (EM_ERR_INVALID_VALUE / EM_ERR_INVALID_SENSOR) or read back
-// equal everywhere.
-test.failing('a string value with a lone surrogate is either refused or reads back equal on a replica', t => {
+// Regression: a lone UTF-16 surrogate cannot be stored as UTF-8 (it became U+FFFD on replicas);
+// it is refused instead.
+test('a string value with a lone surrogate is either refused or reads back equal on a replica', t => {
   const clock = fakeClock()
   const a = region(clock, { writer: 'gw-a' })
   const b = region(clock, { writer: 'gw-b' })
@@ -282,7 +279,7 @@ test.failing('a string value with a lone surrogate is either refused or reads ba
   else t.pass()
 })
 
-test.failing('a sensor id with a lone surrogate is either refused or is the same key on a replica', t => {
+test('a sensor id with a lone surrogate is either refused or is the same key on a replica', t => {
   const clock = fakeClock()
   const a = region(clock, { writer: 'gw-a' })
   const b = region(clock, { writer: 'gw-b' })
