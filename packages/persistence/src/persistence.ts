@@ -1,7 +1,7 @@
 import { Level } from 'level'
 import { ClosedError, CorruptRecordError, InvalidOptionsError } from '@edge-mesh/errors'
 import { createHlc, isTimestamp, type Hlc, type HlcInit } from '@edge-mesh/hlc'
-import type { RegionState } from '@edge-mesh/region-state'
+import { decodeViewSnapshot, type RegionState } from '@edge-mesh/region-state'
 import {
   HLC_KEY, metaKey, seqOfUpdateKey, snapshotDocKey, snapshotMetaKey, snapshotViewKey, updateKey, updatePrefix,
   type SnapshotMeta
@@ -55,6 +55,8 @@ export interface BoundRegionStats {
   snapshotBytes: number
   snapshots: number
   lastSeq: number
+  /** An automatic snapshot is scheduled or being written. */
+  snapshotPending: boolean
 }
 
 /** A region whose updates are persisted. */
@@ -123,7 +125,9 @@ class RegionBinding implements BoundRegion {
   tailBytes = 0
   snapshotBytes = 0
   snapshots = 0
-  snapshotting = false
+  snapshotScheduled = false
+  /** The snapshot being taken, if any. */
+  snapshotRunning: Promise<void> | undefined
   /** Ticket of the last update this region queued. */
   lastTicket = 0
   detach: () => void = () => {}
@@ -149,7 +153,8 @@ class RegionBinding implements BoundRegion {
       tailBytes: this.tailBytes,
       snapshotBytes: this.snapshotBytes,
       snapshots: this.snapshots,
-      lastSeq: this.seq
+      lastSeq: this.seq,
+      snapshotPending: this.snapshotScheduled || this.snapshotRunning !== undefined
     }
   }
 }
@@ -172,6 +177,7 @@ class LevelPersistence implements Persistence {
   private flushing: Promise<void> | undefined
   private failed: Error | undefined
   private closed = false
+  private closing = false
   private batches = 0
   private lastBatchMs = 0
 
@@ -220,18 +226,22 @@ class LevelPersistence implements Persistence {
     let fromSeq = 0
     const metaBytes = await this.db.get(snapshotMetaKey(name))
     if (metaBytes !== undefined) {
+      let part = snapshotMetaKey(name)
       try {
         const meta = JSON.parse(utf8d.decode(metaBytes)) as SnapshotMeta
         if (meta.v !== 1 || !Number.isInteger(meta.seq)) throw new Error('unknown snapshot meta')
         const [doc, view] = await this.db.getMany([snapshotDocKey(name), snapshotViewKey(name)])
         if (doc === undefined || view === undefined) throw new Error('snapshot parts are missing')
-        region.loadSnapshot(doc, view)
+        part = snapshotViewKey(name)
+        const readings = decodeViewSnapshot(view)
+        part = snapshotDocKey(name)
+        region.loadSnapshot(doc, readings)
         fromSeq = meta.seq
         binding.seq = meta.seq
         binding.snapshotBytes = doc.length + view.length
         report.snapshot = true
       } catch (err) {
-        this.corrupt(snapshotMetaKey(name), err, report)
+        this.corrupt(part, err, report)
       }
     }
     const prefix = updatePrefix(name)
@@ -260,8 +270,14 @@ class LevelPersistence implements Persistence {
     this.queuedBytes += update.length
     binding.lastTicket = ++this.ticket
     this.scheduleFlush()
-    if (!binding.snapshotting && binding.tailBytes > Math.max(this.snapshotMinBytes, this.snapshotRatio * binding.snapshotBytes)) {
-      this.snapshot(binding).catch(() => { /* reported through failed batches */ })
+    if (!binding.snapshotScheduled && binding.snapshotRunning === undefined &&
+      binding.tailBytes > Math.max(this.snapshotMinBytes, this.snapshotRatio * binding.snapshotBytes)) {
+      // Not from inside the 'update' event: the emitting call finishes first.
+      binding.snapshotScheduled = true
+      setImmediate(() => {
+        binding.snapshotScheduled = false
+        if (!this.closing) this.snapshot(binding).catch(() => { /* a failed batch is reported to whenDurable callers */ })
+      })
     }
   }
 
@@ -313,33 +329,39 @@ class LevelPersistence implements Persistence {
     return this.waitFor(this.ticket)
   }
 
+  /** Takes a snapshot of the region now; if one is under way, waits for it and then takes another. */
   async snapshot (binding: RegionBinding): Promise<void> {
-    if (binding.snapshotting) return
-    binding.snapshotting = true
+    while (binding.snapshotRunning !== undefined) await binding.snapshotRunning.catch(() => {})
+    const run = this.takeSnapshot(binding)
+    binding.snapshotRunning = run
     try {
-      const name = binding.region.region
-      // The doc part is taken now, at `seq`; the view is encoded in slices after.
-      const seq = binding.seq
-      const parts = binding.region.encodeSnapshot()
-      binding.tailRecords = 0
-      binding.tailBytes = 0
-      const { doc, view } = await parts
-      const meta: SnapshotMeta = { v: 1, seq, docBytes: doc.length, viewBytes: view.length, at: Date.now() }
-      this.queue.push(
-        { type: 'put', key: snapshotDocKey(name), value: doc },
-        { type: 'put', key: snapshotViewKey(name), value: view },
-        { type: 'put', key: snapshotMetaKey(name), value: utf8.encode(JSON.stringify(meta)) }
-      )
-      this.queuedBytes += doc.length + view.length
-      const ticket = ++this.ticket
-      this.scheduleFlush()
-      binding.snapshotBytes = doc.length + view.length
-      await this.waitFor(ticket)
-      binding.snapshots++
-      await this.db.clear({ gte: updatePrefix(name), lte: updateKey(name, seq) })
+      await run
     } finally {
-      binding.snapshotting = false
+      binding.snapshotRunning = undefined
     }
+  }
+
+  private async takeSnapshot (binding: RegionBinding): Promise<void> {
+    const name = binding.region.region
+    // The doc part is taken now, at `seq`; the view is encoded in slices after.
+    const seq = binding.seq
+    const parts = binding.region.encodeSnapshot()
+    binding.tailRecords = 0
+    binding.tailBytes = 0
+    const { doc, view } = await parts
+    const meta: SnapshotMeta = { v: 1, seq, docBytes: doc.length, viewBytes: view.length, at: Date.now() }
+    this.queue.push(
+      { type: 'put', key: snapshotDocKey(name), value: doc },
+      { type: 'put', key: snapshotViewKey(name), value: view },
+      { type: 'put', key: snapshotMetaKey(name), value: utf8.encode(JSON.stringify(meta)) }
+    )
+    this.queuedBytes += doc.length + view.length
+    const ticket = ++this.ticket
+    this.scheduleFlush()
+    binding.snapshotBytes = doc.length + view.length
+    await this.waitFor(ticket)
+    binding.snapshots++
+    await this.db.clear({ gte: updatePrefix(name), lte: updateKey(name, seq) })
   }
 
   async getMeta (name: string): Promise<Uint8Array | undefined> {
@@ -368,12 +390,12 @@ class LevelPersistence implements Persistence {
   }
 
   async close (): Promise<void> {
-    if (this.closed) return
+    if (this.closed || this.closing) return
+    this.closing = true
     for (const b of this.bindings.values()) b.detach()
-    if (this.snapshotOnClose) {
-      for (const b of this.bindings.values()) {
-        if (b.tailRecords > 0) await this.snapshot(b)
-      }
+    for (const b of this.bindings.values()) {
+      while (b.snapshotRunning !== undefined) await b.snapshotRunning.catch(() => {})
+      if (this.snapshotOnClose && b.tailRecords > 0) await this.snapshot(b)
     }
     await this.whenDurable().catch(() => {})
     while (this.flushing !== undefined) await this.flushing
@@ -392,18 +414,21 @@ export async function openPersistence (init: PersistenceInit): Promise<Persisten
     const v = init[k]
     if (v !== undefined && !(Number.isFinite(v) && v >= 0)) throw new InvalidOptionsError(`${k} must be a non-negative number`, { [k]: v })
   }
+  // Check the clock options before the database is opened (and locked).
+  createHlc(init.clock)
   const db = new Level<string, Uint8Array>(init.path, { keyEncoding: 'utf8', valueEncoding: 'view' })
   await db.open()
-  let last: string | undefined
-  const stored = await db.get(HLC_KEY)
-  if (stored !== undefined) {
-    const s = utf8d.decode(stored)
-    if (!isTimestamp(s)) {
-      await db.close()
-      throw new CorruptRecordError(`record ${HLC_KEY} is not an HLC timestamp`, { key: HLC_KEY, path: init.path })
+  try {
+    let last: string | undefined
+    const stored = await db.get(HLC_KEY)
+    if (stored !== undefined) {
+      const s = utf8d.decode(stored)
+      if (!isTimestamp(s)) throw new CorruptRecordError(`record ${HLC_KEY} is not an HLC timestamp`, { key: HLC_KEY, path: init.path })
+      last = s
     }
-    last = s
+    return new LevelPersistence(init, db, createHlc({ ...init.clock, last }))
+  } catch (err) {
+    await db.close()
+    throw err
   }
-  const clock = createHlc({ ...init.clock, last })
-  return new LevelPersistence(init, db, clock)
 }

@@ -244,6 +244,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private maxPauseMs = 0
   private expiredCount = 0
   private remoteChanged = false
+  private localUpdates: Uint8Array[] = []
   private readonly deferred = new Map<string, DeferredChunk>()
   private misplacedChunks = 0
   private sweepIterator: Iterator<Slot> | undefined
@@ -282,7 +283,9 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     // A fresh client id per process: see docs/adr/0001-region-state-model.md.
     this.doc = new Y.Doc({ gc: true })
     this.doc.on('update', (update: Uint8Array, origin: unknown) => {
-      if (origin === LOCAL_ORIGIN) this.emit('update', [update, true])
+      // Local updates are emitted once the view has taken the transaction's readings (see
+      // emitLocalUpdates), so that whoever reacts to 'update' sees them in the view.
+      if (origin === LOCAL_ORIGIN) this.localUpdates.push(update)
       else if (origin === REMOTE_ORIGIN) this.remoteChanged = true
     })
     if (this.writer !== undefined) {
@@ -394,6 +397,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     }
     const per = this.maxChunkReadings
     for (let i = 0; i < out.length; i++) this.consider(out[i], true, homes[Math.floor(i / per)], i % per)
+    this.emitLocalUpdates()
     if (this.needsCompaction()) this.compactStep()
     return out
   }
@@ -421,6 +425,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     }
     if (enc.kind === 6) value = deepFreeze(JSON.parse(enc.payload as string) as JsonValue)
     return { sensor: input.sensor, kind: enc.kind, payload: enc.payload, value }
+  }
+
+  private emitLocalUpdates (): void {
+    if (this.localUpdates.length === 0) return
+    const updates = this.localUpdates
+    this.localUpdates = []
+    for (const u of updates) this.emit('update', [u, true])
   }
 
   private assertWritable (): void {
@@ -488,7 +499,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       else this.hlc.checkDrift(maxT)
     }
     const store = this.doc.store
-    const pendingBefore = store.pendingStructs
+    // Yjs merges new pending structs into the same object: compare the update it holds.
+    const pendingBefore = store.pendingStructs?.update
     const pendingDsBefore = store.pendingDs
     this.remoteChanged = false
     try {
@@ -499,10 +511,16 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     if (maxT !== '' && !load) this.hlc.receive(maxT)
     const changed = new Set<string>()
     for (const r of readings) if (this.consider(r, false)) changed.add(r.sensor)
-    for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, d)
+    if (load) {
+      // Replayed records are this replica's own, checked when they first arrived: a chunk whose
+      // log cannot be told yet (a record lost before it) still shows its readings.
+      for (const d of deferred) for (const r of d.readings) if (this.consider(r, false)) changed.add(r.sensor)
+    } else {
+      for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, d)
+    }
     if (this.deferred.size > 0) this.settleDeferred(changed)
     const pending = store.pendingStructs !== null
-    if (!load && (this.remoteChanged || store.pendingStructs !== pendingBefore || store.pendingDs !== pendingDsBefore)) {
+    if (!load && (this.remoteChanged || store.pendingStructs?.update !== pendingBefore || store.pendingDs !== pendingDsBefore)) {
       this.emit('update', [update, false])
     }
     if (pending && !load) this.emit('gap', [])
@@ -534,10 +552,10 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    * replica whose log is known, and, apart, those of chunks whose log cannot be told yet (their
    * left neighbour has not arrived): those wait in `deferred` until Yjs integrates them.
    */
-  private inspect (update: Uint8Array, collect: boolean): { readings: Reading[], deferred: DeferredChunk[] } {
+  private inspect (update: Uint8Array, collect: boolean, v2: boolean = false): { readings: Reading[], deferred: DeferredChunk[] } {
     let decoded: { structs: Array<Y.Item | Y.GC | Y.Skip> }
     try {
-      decoded = Y.decodeUpdate(update) as { structs: Array<Y.Item | Y.GC | Y.Skip> }
+      decoded = (v2 ? Y.decodeUpdateV2(update) : Y.decodeUpdate(update)) as { structs: Array<Y.Item | Y.GC | Y.Skip> }
     } catch (err) {
       throw new InvalidUpdateError('update is not a decodable Yjs update', { region: this.region }, { cause: err })
     }
@@ -636,9 +654,17 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   }
 
   /** Loads a persisted snapshot into a fresh region (before any write or apply). */
-  loadSnapshot (doc: Uint8Array, view: Uint8Array): void {
-    const readings = decodeViewSnapshot(view)
+  loadSnapshot (doc: Uint8Array, view: Uint8Array | readonly Reading[]): void {
+    const readings = view instanceof Uint8Array ? decodeViewSnapshot(view) : view
     this.apply(doc, true, false)
+    // The view covers the integrated chunks; pending ones (behind a gap) may hold readings that
+    // were still deferred when the snapshot was taken.
+    const pending = this.doc.store.pendingStructs
+    if (pending !== null) {
+      const found = this.inspect(pending.update, true, true)
+      for (const r of found.readings) this.consider(r, false)
+      for (const d of found.deferred) for (const r of d.readings) this.consider(r, false)
+    }
     let maxT = ''
     for (const r of readings) {
       this.consider(r, false)
@@ -758,6 +784,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       this.ownChunks.push(home)
       this.ownLogReadings += home.count
     }
+    this.emitLocalUpdates()
     const pauseMs = performance.now() - t0
     this.compactions++
     if (pauseMs > this.maxPauseMs) this.maxPauseMs = pauseMs
