@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url'
 import * as Y from 'yjs'
 import { createRegionState, type RegionState } from '@edge-mesh/region-state'
 import { openPersistence, type BoundRegion, type Persistence } from '@edge-mesh/persistence'
+import { prng } from '@edge-mesh/testkit'
 
 interface Scenario {
   bench: string
@@ -58,17 +59,6 @@ async function dirMB (dir: string): Promise<number> {
   return total / MB
 }
 
-/** Deterministic PRNG so that runs are comparable. */
-function prng (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const round = (x: number, d: number = 1): number => Math.round(x * 10 ** d) / 10 ** d
 

@@ -17,6 +17,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createRegionState, type RegionState } from '@edge-mesh/region-state'
 import { openPersistence, type BoundRegion, type Persistence } from '@edge-mesh/persistence'
+import { prng } from '@edge-mesh/testkit'
 
 const HELP = `edge-mesh demo: three replicas of a region converge over a lossy network
 
@@ -37,15 +38,6 @@ interface Replica {
   inbox: Uint8Array[]
 }
 
-function prng (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = Math.imul(s ^ (s >>> 15), s | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 async function main (): Promise<void> {
   const { values } = parseArgs({

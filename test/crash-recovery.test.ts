@@ -16,22 +16,13 @@ import test from 'ava'
 import { openPersistence } from '@edge-mesh/persistence'
 import { createRegionState } from '@edge-mesh/region-state'
 import { CRASH_REGION, CRASH_SENSORS } from './fixtures/crash-writer.ts'
+import { prng } from '@edge-mesh/testkit'
 
 const SEED = Number(process.env.EM_CRASH_SEED ?? 0x5eed)
 const KILLS = 24
 const MAX_ACKS_BEFORE_KILL = 3000
 const WRITER_SCRIPT = fileURLToPath(new URL('./fixtures/crash-writer.ts', import.meta.url))
 
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Ack { s: string, t: string, v: number }
 

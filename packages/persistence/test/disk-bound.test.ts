@@ -76,4 +76,4 @@ test('after snapshot() no update record is left, and the directory after 200k wr
 // buffer. compactStorage() (LevelDB CompactRange) picks the levels to compact before it flushes that
 // buffer, and the flushed file can land on a level it then does not compact, so its dead versions
 // stay until background compaction reaches them. The bound above holds once data has moved through
-// the levels; docs/OPERATIONS notes the same.
+// the levels; the package README notes the same.

@@ -7,6 +7,8 @@ import { Level } from 'level'
 import { createRegionState, decodeChunk, type CompactionInit, type JsonValue, type Reading, type RegionState } from '@edge-mesh/region-state'
 import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '../src/index.ts'
 import { updatePrefix } from '../src/keys.ts'
+import { prng } from '@edge-mesh/testkit'
+export { prng }
 
 export const REGION = 'eu-west'
 export const WRITER = 'gw-a'
@@ -54,17 +56,6 @@ export async function openBound (t: ExecutionContext, init: PersistenceInit, opt
   return { store, region, bound }
 }
 
-/** mulberry32: a small seeded PRNG, so workloads are reproducible. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 export const sensorName = (i: number): string => `line-${Math.floor(i / 50)}/s${i}`
 

@@ -7,6 +7,8 @@ import * as Y from 'yjs'
 import {
   createRegionState, decodeChunk, type RegionState, type RegionStateInit, type RegionStats, type Reading, type ReadingView
 } from '../src/index.ts'
+import { prng } from '@edge-mesh/testkit'
+export { prng }
 
 export const T0 = 1_700_000_000_000
 
@@ -170,17 +172,6 @@ export function normalize<T> (value: T): T {
   return value !== null && typeof value === 'object' ? JSON.parse(JSON.stringify(value)) as T : value
 }
 
-/** Deterministic PRNG (mulberry32) for shuffles driven by a fast-check seed. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A shuffled copy of `items` with some of them repeated, from `seed`. */
 export function shuffleWithDuplicates<T> (items: readonly T[], seed: number, duplicateRate: number = 0.25): T[] {
