@@ -128,6 +128,16 @@ export class ChunkEncoder {
     this.bytes(bytes)
   }
 
+  /** Bytes `start` to `end` of `b`, copied without a subarray. */
+  range (b: Uint8Array, start: number, end: number): void {
+    const n = end - start
+    this.ensure(n)
+    const buf = this.buf
+    const pos = this.pos
+    for (let i = 0; i < n; i++) buf[pos + i] = b[start + i]
+    this.pos = pos + n
+  }
+
   bytes (b: Uint8Array): void {
     this.ensure(b.length)
     this.buf.set(b, this.pos)

@@ -153,30 +153,26 @@ interface PreparedWrite {
 const greater = (a: Reading, b: Reading): boolean => a.t > b.t || (a.t === b.t && a.writer > b.writer)
 
 /**
- * A chunk of this replica's own log, mirrored in memory: its reading count and a bitset of the
- * readings in it that are still view winners, so that compaction can skip dead readings
- * without decoding them.
+ * A chunk of this replica's own log, mirrored in memory: its reading count and, per reading, the
+ * view slot it is the winner of (undefined once it lost), so that compaction finds the survivors
+ * without decoding a sensor id or looking up the view.
  */
 interface OwnChunk {
   readonly count: number
-  readonly live: Uint8Array
+  readonly winners: Array<Slot | undefined>
   liveCount: number
 }
 
-const newOwnChunk = (count: number): OwnChunk => ({ count, live: new Uint8Array((count + 7) >> 3), liveCount: 0 })
+const newOwnChunk = (count: number): OwnChunk => ({ count, winners: new Array<Slot | undefined>(count).fill(undefined), liveCount: 0 })
 
-function setLive (c: OwnChunk, i: number): void {
-  const m = 1 << (i & 7)
-  if ((c.live[i >> 3] & m) === 0) {
-    c.live[i >> 3] |= m
-    c.liveCount++
-  }
+function setLive (c: OwnChunk, i: number, slot: Slot): void {
+  if (c.winners[i] === undefined) c.liveCount++
+  c.winners[i] = slot
 }
 
 function clearLive (c: OwnChunk, i: number): void {
-  const m = 1 << (i & 7)
-  if ((c.live[i >> 3] & m) !== 0) {
-    c.live[i >> 3] &= ~m
+  if (c.winners[i] !== undefined) {
+    c.winners[i] = undefined
     c.liveCount--
   }
 }
@@ -447,10 +443,11 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    */
   private consider (r: Reading, local: boolean, home?: OwnChunk, index: number = 0): boolean {
     if (this.isExpired(r.t)) return false
-    const slot = this.view.get(r.sensor)
+    let slot = this.view.get(r.sensor)
     let cur: Reading | undefined
     if (slot === undefined) {
-      this.view.set(r.sensor, { r, home, index })
+      slot = { r, home, index }
+      this.view.set(r.sensor, slot)
     } else {
       cur = slot.r
       if (!greater(r, cur)) return false
@@ -461,7 +458,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       if (cur.writer === this.writer) this.ownLive--
       if (cur.deleted) this.tombstones--
     }
-    if (home !== undefined) setLive(home, index)
+    if (home !== undefined) setLive(home, index, slot)
     if (r.writer === this.writer) this.ownLive++
     if (r.deleted) this.tombstones++
     if (this._observers.has('change')) {
@@ -705,7 +702,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
           if (slot.home !== undefined) clearLive(slot.home, slot.index)
           slot.home = chunk
           slot.index = i
-          setLive(chunk, i)
+          setLive(chunk, i, slot)
         }
         i++
       }
@@ -731,38 +728,41 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const available = this.ownChunks.length - this.ownHead
     while (n < available && taken < this.stepReadings) taken += this.ownChunks[this.ownHead + n++].count
     if (n === 0) return undefined
-    const old = log.slice(0, n)
-    const kept: Uint8Array[] = []
+    // First the survivors, from the mirror alone; then their bytes, copied from the old chunks.
     const keptSlots: Slot[] = []
     for (let c = 0; c < n; c++) {
       const meta = this.ownChunks[this.ownHead + c]
       if (meta.liveCount === 0) continue
-      const bytes = old[c]
-      const dec = new ChunkDecoder(bytes)
-      dec.readChunkHeader()
-      for (let i = 0; dec.skipNext(); i++) {
-        if ((meta.live[i >> 3] & (1 << (i & 7))) === 0) continue
-        const slot = this.view.get(dec.sensorAt(dec.readingStart)) as Slot
-        if (this.isExpired(slot.r.t)) {
-          // Past the horizon but not swept yet: not carried; the sweep removes it from the view.
-          slot.home = undefined
-          continue
-        }
-        kept.push(bytes.subarray(dec.readingStart, dec.valueEnd))
-        keptSlots.push(slot)
+      for (let i = 0; i < meta.count; i++) {
+        const slot = meta.winners[i]
+        if (slot === undefined) continue
+        // Past the horizon but not swept yet: not carried; the sweep removes it from the view.
+        if (this.isExpired(slot.r.t)) slot.home = undefined
+        else keptSlots.push(slot)
       }
     }
     let replacement: Uint8Array | undefined
     let home: OwnChunk | undefined
-    if (kept.length > 0) {
+    if (keptSlots.length > 0) {
+      const old = log.slice(0, n)
       const enc = this.encoder
       enc.reset()
       enc.u8(1)
       enc.str(this.writer as string)
-      enc.varuint(kept.length)
-      for (const raw of kept) enc.bytes(raw)
+      enc.varuint(keptSlots.length)
+      for (let c = 0; c < n; c++) {
+        const meta = this.ownChunks[this.ownHead + c]
+        if (meta.liveCount === 0) continue
+        const bytes = old[c]
+        const dec = new ChunkDecoder(bytes)
+        dec.readChunkHeader()
+        for (let i = 0; dec.skipNext(); i++) {
+          const slot = meta.winners[i]
+          if (slot !== undefined && slot.home !== undefined) enc.range(bytes, dec.readingStart, dec.valueEnd)
+        }
+      }
       replacement = enc.toBytes()
-      home = newOwnChunk(kept.length)
+      home = newOwnChunk(keptSlots.length)
     }
     this.doc.transact(() => {
       log.delete(0, n)
@@ -779,7 +779,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         const slot = keptSlots[i]
         slot.home = home
         slot.index = i
-        setLive(home, i)
+        setLive(home, i, slot)
       }
       this.ownChunks.push(home)
       this.ownLogReadings += home.count
@@ -788,7 +788,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const pauseMs = performance.now() - t0
     this.compactions++
     if (pauseMs > this.maxPauseMs) this.maxPauseMs = pauseMs
-    const stats = { readings: taken, kept: kept.length, pauseMs }
+    const stats = { readings: taken, kept: keptSlots.length, pauseMs }
     if (this._observers.has('compaction')) this.emit('compaction', [stats])
     return stats
   }
