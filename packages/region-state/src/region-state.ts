@@ -249,8 +249,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   constructor (init: RegionStateInit) {
     super()
-    if (typeof init.region !== 'string' || init.region.length === 0) {
-      throw new InvalidOptionsError('region must be a non-empty string')
+    if (!isValidRegionName(init.region)) {
+      throw new InvalidOptionsError('region must be 1 to 64 characters of a-z, A-Z, 0-9, ".", "_" or "-", starting with a letter or digit', { region: init.region })
     }
     this.region = init.region
     this.readOnly = init.readOnly ?? false
@@ -858,6 +858,16 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     this.doc.destroy()
     super.destroy()
   }
+}
+
+const REGION_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/
+
+/**
+ * Region names are 1-64 characters of `[A-Za-z0-9._-]`, starting with a letter or digit: they
+ * appear in storage keys and gossip topic names.
+ */
+export function isValidRegionName (region: unknown): region is string {
+  return typeof region === 'string' && REGION_RE.test(region)
 }
 
 export function createRegionState (init: RegionStateInit): RegionState {
