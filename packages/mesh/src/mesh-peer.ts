@@ -1,0 +1,536 @@
+import { join } from 'node:path'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { lpStream } from '@libp2p/utils'
+import type { PeerId, Stream } from '@libp2p/interface'
+import { multiaddr } from '@multiformats/multiaddr'
+import { EdgeMeshError, InvalidOptionsError } from '@edge-mesh/errors'
+import { createHlc, type Hlc, type HlcInit } from '@edge-mesh/hlc'
+import { createRegionState, isValidRegionName, type RegionState, type RegionStateInit } from '@edge-mesh/region-state'
+import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '@edge-mesh/persistence'
+import { createPubsub, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
+import { decodeFrame, encodeFrame, frameSize } from './frame.ts'
+import { SYNC_PROTOCOL, decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './sync-message.ts'
+import { loadOrCreatePeerKey } from './identity.ts'
+import { Redialer, type RedialInit } from './redial.ts'
+
+/** The gossip topic of a region. */
+export const regionTopic = (region: string): string => `/edge-mesh/1/region/${region}`
+
+/** A structured logger (pino's shape). */
+export interface MeshLogger {
+  debug: (obj: object, msg: string) => void
+  info: (obj: object, msg: string) => void
+  warn: (obj: object, msg: string) => void
+}
+
+const silent: MeshLogger = { debug () {}, info () {}, warn () {} }
+
+export interface MeshPeerInit {
+  /** Regions this peer holds and replicates. */
+  regions: string[]
+  /**
+   * Data directory: the peer key (`peer-key`) and the LevelDB store (`db/`). Without it the peer
+   * has a fresh identity and keeps its state in memory only.
+   */
+  dataDir?: string
+  /** Never write: subscribe and sync, never publish. @default false */
+  readOnly?: boolean
+  /** Listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0'] */
+  listen?: string[]
+  /** Multiaddrs (with /p2p/<peer id>) of peers to connect to and keep connected. @default [] */
+  bootstrap?: string[]
+  /** Private network: the swarm key (`/key/swarm/psk/1.0.0/` file bytes); peers without it cannot connect. */
+  psk?: Uint8Array
+  /** How long local updates are gathered into one gossip frame, ms. @default 5 */
+  flushMs?: number
+  /** Largest gossip frame, bytes. @default 1 MiB */
+  maxFrameBytes?: number
+  /** Largest sync message, bytes. @default 256 MiB */
+  maxSyncMessageBytes?: number
+  /** Period of anti-entropy with a random connected peer, ms (jittered ±25%); 0 disables. @default 10000 */
+  syncIntervalMs?: number
+  /** Time allowed for one sync round, ms. @default 15000 */
+  syncTimeoutMs?: number
+  /** Invalid frames or sync messages from one peer before it is disconnected and refused. @default 10 */
+  maxInvalidFromPeer?: number
+  /** How long a peer disconnected for invalid messages is refused, ms. @default 60000 */
+  banMs?: number
+  redial?: RedialInit
+  /** Options for every region state (retention, compaction, ...). */
+  region?: Omit<RegionStateInit, 'region' | 'writer' | 'readOnly' | 'hlc'>
+  /** Options of the LevelDB store (when `dataDir` is set). */
+  persistence?: Omit<PersistenceInit, 'path' | 'clock'>
+  /** The node clock (physical clock and drift bound). */
+  clock?: Omit<HlcInit, 'last'>
+  logger?: MeshLogger
+}
+
+export interface SyncReport {
+  peer: string
+  regions: number
+  bytesOut: number
+  bytesIn: number
+  ms: number
+}
+
+export interface MeshStats {
+  peerId: string
+  peers: number
+  framesOut: number
+  framesIn: number
+  frameBytesOut: number
+  frameBytesIn: number
+  invalidFrames: number
+  syncRounds: number
+  syncFailures: number
+  syncBytesOut: number
+  syncBytesIn: number
+  invalidSyncMessages: number
+  oversizedUpdates: number
+  bannedPeers: number
+  lastSyncAt: number | undefined
+}
+
+interface Replica {
+  name: string
+  topic: string
+  state: RegionState
+  bound: BoundRegion | undefined
+  outbox: Uint8Array[]
+  outboxBytes: number
+  timer: ReturnType<typeof setTimeout> | undefined
+  gapSync: boolean
+}
+
+type Node = Libp2p<{ pubsub: GossipSub, identify: Identify, ping: Ping }>
+
+/** A running mesh peer. Create with {@link createMeshPeer}. */
+export class MeshPeer {
+  readonly node: Node
+  readonly peerId: string
+  readonly readOnly: boolean
+  readonly store: Persistence | undefined
+  readonly clock: Hlc
+  private readonly replicas = new Map<string, Replica>()
+  private readonly init: MeshPeerInit
+  private readonly log: MeshLogger
+  private readonly flushMs: number
+  private readonly maxFrameBytes: number
+  private readonly maxSyncBytes: number
+  private readonly syncTimeoutMs: number
+  private readonly maxInvalid: number
+  private readonly banMs: number
+  private readonly invalidByPeer = new Map<string, number>()
+  private readonly banned: Map<string, number>
+  private redialer: Redialer | undefined
+  private syncTimer: ReturnType<typeof setTimeout> | undefined
+  private stopped = false
+  private readonly counters = {
+    framesOut: 0, framesIn: 0, frameBytesOut: 0, frameBytesIn: 0, invalidFrames: 0, syncRounds: 0, syncFailures: 0,
+    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0
+  }
+
+  private lastSyncAt: number | undefined
+
+  /** @internal */
+  constructor (node: Node, init: MeshPeerInit, store: Persistence | undefined, clock: Hlc, banned: Map<string, number>) {
+    this.node = node
+    this.peerId = node.peerId.toString()
+    this.init = init
+    this.store = store
+    this.clock = clock
+    this.banned = banned
+    this.readOnly = init.readOnly ?? false
+    this.log = init.logger ?? silent
+    this.flushMs = init.flushMs ?? 5
+    this.maxFrameBytes = init.maxFrameBytes ?? 1024 * 1024
+    this.maxSyncBytes = init.maxSyncMessageBytes ?? 256 * 1024 * 1024
+    this.syncTimeoutMs = init.syncTimeoutMs ?? 15_000
+    this.maxInvalid = init.maxInvalidFromPeer ?? 10
+    this.banMs = init.banMs ?? 60_000
+  }
+
+  /** @internal */
+  async start (): Promise<void> {
+    for (const name of this.init.regions) {
+      const state = createRegionState({
+        ...this.init.region,
+        region: name,
+        writer: this.readOnly ? undefined : this.peerId,
+        readOnly: this.readOnly,
+        hlc: this.clock
+      })
+      const bound = this.store !== undefined ? await this.store.bind(state) : undefined
+      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: 0, timer: undefined, gapSync: false }
+      this.replicas.set(name, replica)
+      state.on('update', (update, local) => { if (local) this.enqueue(replica, update) })
+      this.node.services.pubsub.topicValidators.set(replica.topic, (peer, msg) => this.validate(replica, peer, msg))
+      this.node.services.pubsub.subscribe(replica.topic)
+    }
+    await this.node.handle(SYNC_PROTOCOL, async (stream, connection) => {
+      await this.answerSync(stream, connection.remotePeer).catch(err => {
+        this.log.debug({ peer: connection.remotePeer.toString(), err: String(err) }, 'mesh:sync answer failed')
+      })
+    }, { maxInboundStreams: 8, maxOutboundStreams: 8 })
+    // A new connection: the peer with the smaller id starts a sync, so that the diff crosses once.
+    this.node.addEventListener('peer:identify', evt => {
+      const { peerId, protocols } = evt.detail
+      if (!protocols.includes(SYNC_PROTOCOL)) return
+      if (this.peerId < peerId.toString()) this.syncSoon(peerId, 'connect')
+    })
+    this.scheduleAntiEntropy()
+    const bootstrap = (this.init.bootstrap ?? []).map(a => multiaddr(a))
+    this.redialer = new Redialer(this.node, bootstrap, this.init.redial)
+    this.redialer.start()
+  }
+
+  /** The region state of a region this peer holds. */
+  region (name: string): RegionState {
+    return this.replica(name).state
+  }
+
+  /** Resolves when every update of the region emitted so far is in LevelDB (at once without a store). */
+  async whenDurable (name: string): Promise<void> {
+    await this.replica(name).bound?.whenDurable()
+  }
+
+  get regions (): string[] {
+    return [...this.replicas.keys()]
+  }
+
+  private replica (name: string): Replica {
+    const r = this.replicas.get(name)
+    if (r === undefined) throw new InvalidOptionsError(`region ${name} is not held by this peer`, { region: name })
+    return r
+  }
+
+  /** Listen addresses, each with /p2p/<peer id>. */
+  addrs (): string[] {
+    return this.node.getMultiaddrs().map(a => a.toString())
+  }
+
+  connectedPeers (): string[] {
+    return [...new Set(this.node.getConnections().map(c => c.remotePeer.toString()))]
+  }
+
+  // ------------------------------------------------------------ gossip out
+
+  private enqueue (r: Replica, update: Uint8Array): void {
+    if (this.readOnly || this.stopped) return
+    if (update.length + 64 > this.maxFrameBytes) {
+      // Too large to gossip: peers get it by sync (their next update shows the gap).
+      this.counters.oversizedUpdates++
+      this.log.warn({ region: r.name, bytes: update.length }, 'mesh:gossip update over the frame limit, left to sync')
+      return
+    }
+    if (frameSize(r.name, r.outbox) + update.length + 5 > this.maxFrameBytes) this.flush(r)
+    r.outbox.push(update)
+    r.outboxBytes += update.length
+    if (r.timer === undefined) {
+      r.timer = setTimeout(() => this.flush(r), this.flushMs)
+    }
+  }
+
+  private flush (r: Replica): void {
+    if (r.timer !== undefined) clearTimeout(r.timer)
+    r.timer = undefined
+    if (r.outbox.length === 0) return
+    const frame = encodeFrame({ region: r.name, updates: r.outbox })
+    r.outbox = []
+    r.outboxBytes = 0
+    this.counters.framesOut++
+    this.counters.frameBytesOut += frame.length
+    this.node.services.pubsub.publish(r.topic, frame).catch(err => {
+      this.log.debug({ region: r.name, err: String(err) }, 'mesh:gossip publish failed')
+    })
+  }
+
+  // ------------------------------------------------------------ gossip in
+
+  private validate (r: Replica, peer: PeerId, msg: Message): TopicValidatorResult {
+    this.counters.framesIn++
+    this.counters.frameBytesIn += msg.data.length
+    try {
+      const frame = decodeFrame(msg.data, this.maxFrameBytes)
+      if (frame.region !== r.name) {
+        throw new EdgeMeshError('EM_ERR_INVALID_UPDATE', 'frame region differs from its topic', { region: frame.region, topic: r.topic })
+      }
+      let gap = false
+      for (const u of frame.updates) gap = r.state.applyUpdate(u).pending || gap
+      if (gap) this.onGap(r, peer)
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      this.counters.invalidFrames++
+      this.invalid(peer, err, 'mesh:gossip invalid frame', r.name)
+      return TopicValidatorResult.Reject
+    }
+  }
+
+  private invalid (peer: PeerId, err: unknown, what: string, region?: string): void {
+    const id = peer.toString()
+    const n = (this.invalidByPeer.get(id) ?? 0) + 1
+    this.invalidByPeer.set(id, n)
+    this.log.warn({ peer: id, region, code: (err as EdgeMeshError).code, err: String(err), count: n }, what)
+    if (n >= this.maxInvalid) {
+      this.log.warn({ peer: id, count: n }, 'mesh: peer sent too many invalid messages, disconnecting it')
+      this.invalidByPeer.delete(id)
+      this.ban(id, this.banMs)
+    }
+  }
+
+  private onGap (r: Replica, peer: PeerId): void {
+    if (r.gapSync) return
+    r.gapSync = true
+    this.syncSoon(peer, 'gap', () => { r.gapSync = false })
+  }
+
+  // ------------------------------------------------------------ sync
+
+  private syncSoon (peer: PeerId, why: string, done?: () => void): void {
+    setTimeout(() => {
+      this.syncWith(peer.toString()).catch(err => {
+        this.log.debug({ peer: peer.toString(), why, err: String(err) }, 'mesh:sync failed')
+      }).finally(done)
+    }, 0)
+  }
+
+  private scheduleAntiEntropy (): void {
+    const every = this.init.syncIntervalMs ?? 10_000
+    if (every <= 0 || this.stopped) return
+    const wait = every * (0.75 + Math.random() * 0.5)
+    this.syncTimer = setTimeout(() => {
+      const peers = this.connectedPeers()
+      const done = (): void => this.scheduleAntiEntropy()
+      if (peers.length === 0) return done()
+      const peer = peers[Math.floor(Math.random() * peers.length)]
+      this.syncWith(peer).catch(err => {
+        this.log.debug({ peer, err: String(err) }, 'mesh:sync anti-entropy failed')
+      }).finally(done)
+    }, wait)
+    this.syncTimer.unref?.()
+  }
+
+  /**
+   * One sync round with a connected peer over `/edge-mesh/sync/1.0.0`: state vectors of every
+   * region both hold are exchanged and each side sends the other what it lacks.
+   */
+  async syncWith (peer: string): Promise<SyncReport> {
+    const t0 = performance.now()
+    const signal = AbortSignal.timeout(this.syncTimeoutMs)
+    const stream = await this.node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
+    const io = this.io(stream, peer, signal)
+    try {
+      for (const r of this.replicas.values()) await io.write({ type: 'step1', region: r.name, stateVector: r.state.encodeStateVector() })
+      await io.write({ type: 'done' })
+      // The listener's step 2s and step 1s, until its done.
+      const asked: string[] = []
+      for (;;) {
+        const msg = await io.read()
+        if (msg.type === 'done') break
+        if (msg.type === 'step2') this.applySync(msg.region, msg.update, peer)
+        else if (this.replicas.has(msg.region)) asked.push(msg.region)
+      }
+      // Answer the listener's step 1s; they were read in full above, so the state is current.
+      for (const region of asked) await io.write({ type: 'step2', region, update: this.pendingDiff(region, io.stateVectors.get(region)) })
+      await io.write({ type: 'done' })
+      await stream.close({ signal })
+      this.counters.syncRounds++
+      this.lastSyncAt = Date.now()
+      return { peer, regions: this.replicas.size, bytesOut: io.bytesOut, bytesIn: io.bytesIn, ms: performance.now() - t0 }
+    } catch (err) {
+      this.counters.syncFailures++
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  private async answerSync (stream: Stream, remote: PeerId): Promise<void> {
+    const peer = remote.toString()
+    if (this.banned.has(peer)) {
+      stream.abort(new Error('banned'))
+      return
+    }
+    const signal = AbortSignal.timeout(this.syncTimeoutMs)
+    const io = this.io(stream, peer, signal)
+    try {
+      const asked: string[] = []
+      for (;;) {
+        const msg = await io.read()
+        if (msg.type === 'done') break
+        if (msg.type === 'step1' && this.replicas.has(msg.region)) asked.push(msg.region)
+        if (msg.type === 'step2') this.applySync(msg.region, msg.update, peer)
+      }
+      for (const region of asked) {
+        const r = this.replica(region)
+        await io.write({ type: 'step2', region, update: this.pendingDiff(region, io.stateVectors.get(region)) })
+        await io.write({ type: 'step1', region, stateVector: r.state.encodeStateVector() })
+      }
+      await io.write({ type: 'done' })
+      for (;;) {
+        const msg = await io.read()
+        if (msg.type === 'done') break
+        if (msg.type === 'step2') this.applySync(msg.region, msg.update, peer)
+      }
+      await stream.close({ signal })
+      this.counters.syncRounds++
+      this.lastSyncAt = Date.now()
+    } catch (err) {
+      stream.abort(err as Error)
+      throw err
+    }
+  }
+
+  /** What a peer with `stateVector` lacks of a region (the whole doc without one). */
+  private pendingDiff (region: string, stateVector: Uint8Array | undefined): Uint8Array {
+    return this.replica(region).state.encodeStateAsUpdate(stateVector)
+  }
+
+  private applySync (region: string, update: Uint8Array, peer: string): void {
+    const r = this.replicas.get(region)
+    if (r === undefined) return
+    try {
+      r.state.applyUpdate(update)
+    } catch (err) {
+      this.counters.invalidSyncMessages++
+      this.invalid(peerIdFromString(peer), err, 'mesh:sync invalid update', region)
+      throw err
+    }
+  }
+
+  private io (stream: Stream, peer: string, signal: AbortSignal): {
+    read: () => Promise<SyncMessage>
+    write: (msg: SyncMessage) => Promise<void>
+    stateVectors: Map<string, Uint8Array>
+    bytesIn: number
+    bytesOut: number
+  } {
+    const lp = lpStream(stream, { maxDataLength: this.maxSyncBytes })
+    const counters = this.counters
+    const self = this
+    const io = {
+      bytesIn: 0,
+      bytesOut: 0,
+      stateVectors: new Map<string, Uint8Array>(),
+      async read (): Promise<SyncMessage> {
+        const buf = (await lp.read({ signal })).subarray()
+        io.bytesIn += buf.length
+        counters.syncBytesIn += buf.length
+        let msg: SyncMessage
+        try {
+          msg = decodeSyncMessage(buf)
+        } catch (err) {
+          counters.invalidSyncMessages++
+          self.invalid(peerIdFromString(peer), err, 'mesh:sync invalid message')
+          throw err
+        }
+        if (msg.type === 'step1') io.stateVectors.set(msg.region, msg.stateVector)
+        return msg
+      },
+      async write (msg: SyncMessage): Promise<void> {
+        const buf = encodeSyncMessage(msg)
+        io.bytesOut += buf.length
+        counters.syncBytesOut += buf.length
+        await lp.write(buf, { signal })
+      }
+    }
+    return io
+  }
+
+  // ------------------------------------------------------------ peers
+
+  /** Disconnects a peer and refuses its connections for `ms` (Infinity: until {@link allow}). */
+  ban (peer: string, ms: number = Infinity): void {
+    this.banned.set(peer, ms === Infinity ? Infinity : Date.now() + ms)
+    void this.node.hangUp(peerIdFromString(peer)).catch(() => {})
+  }
+
+  allow (peer: string): void {
+    this.banned.delete(peer)
+  }
+
+  stats (): MeshStats {
+    return { peerId: this.peerId, peers: this.connectedPeers().length, ...this.counters, bannedPeers: this.banned.size, lastSyncAt: this.lastSyncAt }
+  }
+
+  /** Flushes pending frames, stops libp2p, closes the regions and the store. */
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    for (const r of this.replicas.values()) this.flush(r)
+    this.stopped = true
+    if (this.syncTimer !== undefined) clearTimeout(this.syncTimer)
+    this.redialer?.stop()
+    await this.node.stop()
+    await this.store?.close()
+    for (const r of this.replicas.values()) r.state.close()
+  }
+}
+
+/** Starts a mesh peer: identity, storage, libp2p, and replication of every region given. */
+export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
+  if (!Array.isArray(init.regions) || init.regions.length === 0) throw new InvalidOptionsError('regions must list at least one region')
+  for (const r of init.regions) {
+    if (!isValidRegionName(r)) throw new InvalidOptionsError(`invalid region name ${JSON.stringify(r)}`, { region: r })
+  }
+  for (const a of [...(init.listen ?? []), ...(init.bootstrap ?? [])]) {
+    try {
+      multiaddr(a)
+    } catch (err) {
+      throw new InvalidOptionsError(`invalid multiaddr ${JSON.stringify(a)}`, { addr: a, cause: String(err) })
+    }
+  }
+  const privateKey = init.dataDir !== undefined ? await loadOrCreatePeerKey(init.dataDir) : await generateKeyPair('Ed25519')
+  let store: Persistence | undefined
+  let clock: Hlc
+  if (init.dataDir !== undefined) {
+    store = await openPersistence({ ...init.persistence, path: join(init.dataDir, 'db'), clock: init.clock })
+    clock = store.clock
+  } else {
+    clock = createHlc(init.clock)
+  }
+  const banned = new Map<string, number>()
+  const isBanned = (peer: PeerId): boolean => {
+    const until = banned.get(peer.toString())
+    if (until === undefined) return false
+    if (until < Date.now()) {
+      banned.delete(peer.toString())
+      return false
+    }
+    return true
+  }
+  const maxFrameBytes = init.maxFrameBytes ?? 1024 * 1024
+  try {
+    const node = await createLibp2p({
+      privateKey,
+      addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      ...(init.psk !== undefined ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
+      connectionGater: {
+        denyDialMultiaddr: () => false,
+        denyDialPeer: isBanned,
+        denyInboundEncryptedConnection: isBanned,
+        denyOutboundEncryptedConnection: isBanned
+      },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: createPubsub({ maxFrameBytes, topics: init.regions.map(regionTopic) })
+      }
+    })
+    const peer = new MeshPeer(node, init, store, clock, banned)
+    await peer.start()
+    return peer
+  } catch (err) {
+    await store?.close()
+    throw err
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The one place that builds the pubsub service. edge-mesh uses `@libp2p/gossipsub` 17, the libp2p
+ * team's libp2p-3 build of ChainSafe's gossipsub (`@chainsafe/libp2p-gossipsub` 14 targets libp2p 2
+ * and under libp2p 3 silently sees no subscribers). To swap back when ChainSafe ships for libp2p 3,
+ * change this file only: the rest of the mesh uses the `GossipSub` interface.
+ */
+import { gossipsub, StrictSign, type GossipSub, type GossipsubOpts } from '@libp2p/gossipsub'
+import { createTopicScoreParams } from '@libp2p/gossipsub/score'
+
+export type { GossipSub }
+export { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
+
+export interface PubsubInit {
+  /** Largest gossip frame accepted, bytes. */
+  maxFrameBytes: number
+  /** Topics scored, so that invalid frames lower the sender's score. */
+  topics: string[]
+}
+
+/**
+ * A cheap message id computed before the signature is checked, so that duplicates are dropped
+ * without an Ed25519 verification: FNV-1a over the sender and sequence number, which a signed
+ * message carries and which together are unique per message.
+ */
+function fastMsgId (msg: { from?: Uint8Array, seqno?: Uint8Array, data?: Uint8Array }): string {
+  let h1 = 0x811c9dc5
+  let h2 = 0x01000193
+  const mix = (b: Uint8Array | undefined): void => {
+    if (b === undefined) return
+    for (let i = 0; i < b.length; i++) {
+      h1 = Math.imul(h1 ^ b[i], 16777619)
+      h2 = Math.imul(h2 ^ b[i], 2246822519)
+    }
+  }
+  mix(msg.from)
+  mix(msg.seqno)
+  if (msg.from === undefined) mix(msg.data)
+  return (h1 >>> 0).toString(36) + ':' + (h2 >>> 0).toString(36)
+}
+
+/** Score parameters of a region topic: invalid frames weigh heavily and decay slowly. */
+export function regionTopicScore (): ReturnType<typeof createTopicScoreParams> {
+  return createTopicScoreParams({
+    topicWeight: 1,
+    timeInMeshWeight: 0.01,
+    timeInMeshQuantum: 1000,
+    timeInMeshCap: 100,
+    firstMessageDeliveriesWeight: 0,
+    meshMessageDeliveriesWeight: 0,
+    meshFailurePenaltyWeight: 0,
+    invalidMessageDeliveriesWeight: -100,
+    invalidMessageDeliveriesDecay: 0.9
+  })
+}
+
+export function createPubsub (init: PubsubInit): ReturnType<typeof gossipsub> {
+  const topics: Record<string, ReturnType<typeof createTopicScoreParams>> = {}
+  for (const t of init.topics) topics[t] = regionTopicScore()
+  const opts: Partial<GossipsubOpts> = {
+    globalSignaturePolicy: StrictSign,
+    allowPublishToZeroTopicPeers: true,
+    ignoreDuplicatePublishError: true,
+    emitSelf: false,
+    fastMsgIdFn: fastMsgId,
+    maxInboundDataLength: init.maxFrameBytes,
+    // Low-latency settings for a small mesh on a LAN/WAN of gateways.
+    heartbeatInterval: 700,
+    scoreParams: { topics },
+    scoreThresholds: { gossipThreshold: -50, publishThreshold: -100, graylistThreshold: -200 }
+  }
+  return gossipsub(opts)
+}
