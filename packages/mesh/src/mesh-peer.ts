@@ -95,6 +95,8 @@ export interface MeshStats {
   syncBytesIn: number
   invalidSyncMessages: number
   oversizedUpdates: number
+  /** Updates learned by sync and relayed on gossip. */
+  relayedUpdates: number
   bannedPeers: number
   lastSyncAt: number | undefined
 }
@@ -135,7 +137,7 @@ export class MeshPeer {
   private stopped = false
   private readonly counters = {
     framesOut: 0, framesIn: 0, frameBytesOut: 0, frameBytesIn: 0, invalidFrames: 0, syncRounds: 0, syncFailures: 0,
-    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0
+    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, relayedUpdates: 0
   }
 
   private lastSyncAt: number | undefined
@@ -397,7 +399,14 @@ export class MeshPeer {
     const r = this.replicas.get(region)
     if (r === undefined) return
     try {
-      r.state.applyUpdate(update)
+      const result = r.state.applyUpdate(update)
+      // What this peer learned by sync, its gossip neighbours may lack too (a partition healing
+      // through one link): relay it once, so it spreads at gossip speed instead of waiting for
+      // their anti-entropy. Read-only peers never publish.
+      if (result.readings > 0) {
+        this.counters.relayedUpdates++
+        this.enqueue(r, update)
+      }
     } catch (err) {
       this.counters.invalidSyncMessages++
       this.invalid(peerIdFromString(peer), err, 'mesh:sync invalid update', region)
