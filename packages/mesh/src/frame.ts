@@ -14,6 +14,7 @@
  */
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
+import { EdgeMeshError } from '@edge-mesh/errors'
 import { invalidMessage } from './errors.ts'
 
 export const FRAME_VERSION = 1
@@ -59,7 +60,7 @@ export function decodeFrame (bytes: Uint8Array, maxFrameBytes: number): UpdatesF
     if (decoding.hasContent(dec)) throw invalidMessage('trailing bytes after the last update')
     return { region, updates }
   } catch (err) {
-    if (err instanceof Error && 'code' in err) throw err
+    if (err instanceof EdgeMeshError) throw err
     throw invalidMessage('frame is truncated or malformed', { cause: String(err) })
   }
 }

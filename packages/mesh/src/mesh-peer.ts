@@ -466,7 +466,10 @@ export class MeshPeer {
   }
 
   stats (): MeshStats {
-    return { peerId: this.peerId, peers: this.connectedPeers().length, ...this.counters, bannedPeers: this.banned.size, lastSyncAt: this.lastSyncAt }
+    const now = Date.now()
+    let bannedPeers = 0
+    for (const until of this.banned.values()) if (until > now) bannedPeers++
+    return { peerId: this.peerId, peers: this.connectedPeers().length, ...this.counters, bannedPeers, lastSyncAt: this.lastSyncAt }
   }
 
   /** Flushes pending frames, stops libp2p, closes the regions and the store. */

@@ -10,6 +10,9 @@ import { createTopicScoreParams } from '@libp2p/gossipsub/score'
 export type { GossipSub }
 export { TopicValidatorResult, type Message } from '@libp2p/gossipsub'
 
+/** Bytes allowed above the frame limit for gossipsub's message envelope. */
+export const FRAME_ENVELOPE_HEADROOM = 16 * 1024
+
 export interface PubsubInit {
   /** Largest gossip frame accepted, bytes. */
   maxFrameBytes: number
@@ -62,7 +65,10 @@ export function createPubsub (init: PubsubInit): ReturnType<typeof gossipsub> {
     ignoreDuplicatePublishError: true,
     emitSelf: false,
     fastMsgIdFn: fastMsgId,
-    maxInboundDataLength: init.maxFrameBytes,
+    // The limit applies to the whole gossipsub message: leave room for its envelope (sender,
+    // sequence number, topic, key, signature), so that frames up to maxFrameBytes pass and
+    // larger ones reach the validator, which refuses and counts them.
+    maxInboundDataLength: init.maxFrameBytes + FRAME_ENVELOPE_HEADROOM,
     // Low-latency settings for a small mesh on a LAN/WAN of gateways.
     heartbeatInterval: 700,
     scoreParams: { topics },

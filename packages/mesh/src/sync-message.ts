@@ -18,6 +18,7 @@
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 import * as syncProtocol from 'y-protocols/sync'
+import { EdgeMeshError } from '@edge-mesh/errors'
 import { invalidMessage } from './errors.ts'
 
 export const SYNC_PROTOCOL = '/edge-mesh/sync/1.0.0'
@@ -37,6 +38,7 @@ export function encodeSyncMessage (msg: SyncMessage): Uint8Array {
     encoding.writeVarString(enc, '')
     return encoding.toUint8Array(enc)
   }
+  if (msg.region === '') throw invalidMessage('a sync step needs a region name')
   encoding.writeVarString(enc, msg.region)
   if (msg.type === 'step1') {
     encoding.writeVarUint(enc, STEP1)
@@ -65,7 +67,7 @@ export function decodeSyncMessage (bytes: Uint8Array): SyncMessage {
     if (type === STEP2) return { type: 'step2', region, update: payload }
     throw invalidMessage(`unknown sync message type ${type}`, { type })
   } catch (err) {
-    if (err instanceof Error && 'code' in err) throw err
+    if (err instanceof EdgeMeshError) throw err
     throw invalidMessage('sync message is truncated or malformed', { cause: String(err) })
   }
 }
