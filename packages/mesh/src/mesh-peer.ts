@@ -95,8 +95,8 @@ export interface MeshStats {
   syncBytesIn: number
   invalidSyncMessages: number
   oversizedUpdates: number
-  /** Updates learned by sync and relayed on gossip. */
-  relayedUpdates: number
+  /** Sync rounds started with other peers after a sync taught this peer something. */
+  cascadeSyncs: number
   bannedPeers: number
   lastSyncAt: number | undefined
 }
@@ -131,13 +131,14 @@ export class MeshPeer {
   private readonly maxInvalid: number
   private readonly banMs: number
   private readonly invalidByPeer = new Map<string, number>()
+  private readonly cascading = new Set<string>()
   private readonly banned: Map<string, number>
   private redialer: Redialer | undefined
   private syncTimer: ReturnType<typeof setTimeout> | undefined
   private stopped = false
   private readonly counters = {
     framesOut: 0, framesIn: 0, frameBytesOut: 0, frameBytesIn: 0, invalidFrames: 0, syncRounds: 0, syncFailures: 0,
-    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, relayedUpdates: 0
+    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, cascadeSyncs: 0
   }
 
   private lastSyncAt: number | undefined
@@ -304,6 +305,16 @@ export class MeshPeer {
     }, 0)
   }
 
+  /** Starts a sync round with every connected peer but `from`, unless one is already due. */
+  private cascade (from: string): void {
+    for (const p of this.connectedPeers()) {
+      if (p === from || this.cascading.has(p)) continue
+      this.cascading.add(p)
+      this.counters.cascadeSyncs++
+      this.syncSoon(peerIdFromString(p), 'cascade', () => { this.cascading.delete(p) })
+    }
+  }
+
   private scheduleAntiEntropy (): void {
     const every = this.init.syncIntervalMs ?? 10_000
     if (every <= 0 || this.stopped) return
@@ -400,13 +411,10 @@ export class MeshPeer {
     if (r === undefined) return
     try {
       const result = r.state.applyUpdate(update)
-      // What this peer learned by sync, its gossip neighbours may lack too (a partition healing
-      // through one link): relay it once, so it spreads at gossip speed instead of waiting for
-      // their anti-entropy. Read-only peers never publish.
-      if (result.readings > 0) {
-        this.counters.relayedUpdates++
-        this.enqueue(r, update)
-      }
+      // What this peer learned by sync, its other neighbours may lack too (a partition healing
+      // through one link): sync with them, so each gets just what it lacks (a state-vector
+      // exchange of about 100 bytes where it already has everything).
+      if (result.readings > 0) this.cascade(peer)
     } catch (err) {
       this.counters.invalidSyncMessages++
       this.invalid(peerIdFromString(peer), err, 'mesh:sync invalid update', region)
