@@ -132,6 +132,8 @@ export class MeshPeer {
   private readonly banMs: number
   private readonly invalidByPeer = new Map<string, number>()
   private readonly cascading = new Set<string>()
+  /** The sync round under way with each peer (as dialer or listener): rounds with a peer never overlap. */
+  private readonly inflight = new Map<string, Promise<unknown>>()
   private readonly banned: Map<string, number>
   private redialer: Redialer | undefined
   private syncTimer: ReturnType<typeof setTimeout> | undefined
@@ -320,7 +322,8 @@ export class MeshPeer {
     if (every <= 0 || this.stopped) return
     const wait = every * (0.75 + Math.random() * 0.5)
     this.syncTimer = setTimeout(() => {
-      const peers = this.connectedPeers()
+      // Peers with a round under way are up to date, or about to be.
+      const peers = this.connectedPeers().filter(p => !this.inflight.has(p))
       const done = (): void => this.scheduleAntiEntropy()
       if (peers.length === 0) return done()
       const peer = peers[Math.floor(Math.random() * peers.length)]
@@ -336,6 +339,18 @@ export class MeshPeer {
    * region both hold are exchanged and each side sends the other what it lacks.
    */
   async syncWith (peer: string): Promise<SyncReport> {
+    // Two overlapping rounds would both send the diff from the same state vector.
+    for (let prior = this.inflight.get(peer); prior !== undefined; prior = this.inflight.get(peer)) await prior.catch(() => {})
+    const round = this.dialRound(peer)
+    this.inflight.set(peer, round)
+    try {
+      return await round
+    } finally {
+      if (this.inflight.get(peer) === round) this.inflight.delete(peer)
+    }
+  }
+
+  private async dialRound (peer: string): Promise<SyncReport> {
     const t0 = performance.now()
     const signal = AbortSignal.timeout(this.syncTimeoutMs)
     const stream = await this.node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
@@ -367,6 +382,16 @@ export class MeshPeer {
 
   private async answerSync (stream: Stream, remote: PeerId): Promise<void> {
     const peer = remote.toString()
+    const round = this.listenRound(stream, peer)
+    this.inflight.set(peer, round)
+    try {
+      await round
+    } finally {
+      if (this.inflight.get(peer) === round) this.inflight.delete(peer)
+    }
+  }
+
+  private async listenRound (stream: Stream, peer: string): Promise<void> {
     if (this.banned.has(peer)) {
       stream.abort(new Error('banned'))
       return
