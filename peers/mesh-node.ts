@@ -15,6 +15,7 @@
 import { readFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
+import { pino } from 'pino'
 import { createMeshPeer, type MeshPeer } from '@edge-mesh/mesh'
 import { isEdgeMeshError } from '@edge-mesh/errors'
 
@@ -31,6 +32,7 @@ Options:
   --read-only           never write (subscribe and sync only)
   --sync-interval <ms>  anti-entropy period (default 10000)
   --control             read JSON commands from stdin (for tests and scripts)
+  --log-level <level>   log level of the structured (pino) logs on stderr (default info)
   -h, --help            show this help
 
 Example:
@@ -52,6 +54,7 @@ async function main (): Promise<void> {
         'read-only': { type: 'boolean' },
         'sync-interval': { type: 'string' },
         control: { type: 'boolean' },
+        'log-level': { type: 'string', default: 'info' },
         help: { type: 'boolean', short: 'h' }
       },
       strict: true
@@ -76,6 +79,15 @@ async function main (): Promise<void> {
     process.exitCode = 2
     return
   }
+  const levels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+  const level = String(values['log-level'])
+  if (!levels.includes(level)) {
+    process.stderr.write(`error: --log-level must be one of ${levels.join(', ')}\n`)
+    process.exitCode = 2
+    return
+  }
+  // Logs go to stderr: stdout carries the JSON event lines.
+  const logger = pino({ level, base: { component: 'mesh' } }, pino.destination(2))
   const psk = values.psk !== undefined ? new Uint8Array(await readFile(values.psk)) : undefined
   const peer = await createMeshPeer({
     regions: values.region,
@@ -84,8 +96,10 @@ async function main (): Promise<void> {
     bootstrap: values.bootstrap,
     psk,
     readOnly: values['read-only'] === true,
-    syncIntervalMs
+    syncIntervalMs,
+    logger
   })
+  logger.info({ peerId: peer.peerId, addrs: peer.addrs(), regions: peer.regions }, 'mesh: started')
   out({ event: 'ready', peerId: peer.peerId, addrs: peer.addrs() })
   let stopping = false
   const stop = async (): Promise<void> => {
