@@ -205,6 +205,8 @@ interface Slot {
   r: Reading
   home: OwnChunk | undefined
   index: number
+  /** The apply that last changed this slot, to count changed keys without a set. */
+  gen: number
 }
 
 /**
@@ -240,6 +242,9 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private maxPauseMs = 0
   private expiredCount = 0
   private remoteChanged = false
+  /** Generation of the current apply and the keys it changed (see Slot.gen). */
+  private gen = 1
+  private changedKeys = 0
   private localUpdates: Uint8Array[] = []
   private readonly deferred = new Map<string, DeferredChunk>()
   private misplacedChunks = 0
@@ -446,7 +451,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     let slot = this.view.get(r.sensor)
     let cur: Reading | undefined
     if (slot === undefined) {
-      slot = { r, home, index }
+      slot = { r, home, index, gen: 0 }
       this.view.set(r.sensor, slot)
     } else {
       cur = slot.r
@@ -461,10 +466,17 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     if (home !== undefined) setLive(home, index, slot)
     if (r.writer === this.writer) this.ownLive++
     if (r.deleted) this.tombstones++
-    if (this._observers.has('change')) {
+    if (slot.gen !== this.gen) {
+      slot.gen = this.gen
+      this.changedKeys++
+    }
+    const listeners = this._observers.get('change')
+    if (listeners !== undefined && listeners.size > 0) {
       const old = cur === undefined || cur.deleted || this.isExpired(cur.t) ? undefined : cur
       if (old !== undefined || !r.deleted) {
-        this.emit('change', [{ sensor: r.sensor, old, new: r.deleted ? undefined : r, reason: r.deleted ? 'delete' : 'write', local }])
+        // Called directly: lib0's emit copies the listeners into a new array on every call.
+        const change: Change = { sensor: r.sensor, old, new: r.deleted ? undefined : r, reason: r.deleted ? 'delete' : 'write', local }
+        for (const f of listeners) f(change)
       }
     }
     return true
@@ -506,22 +518,23 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       throw new InvalidUpdateError('Yjs could not integrate the update', { region: this.region }, { cause: err })
     }
     if (maxT !== '' && !load) this.hlc.receive(maxT)
-    const changed = new Set<string>()
-    for (const r of readings) if (this.consider(r, false)) changed.add(r.sensor)
+    this.gen++
+    this.changedKeys = 0
+    for (const r of readings) this.consider(r, false)
     if (load) {
       // Replayed records are this replica's own, checked when they first arrived: a chunk whose
       // log cannot be told yet (a record lost before it) still shows its readings.
-      for (const d of deferred) for (const r of d.readings) if (this.consider(r, false)) changed.add(r.sensor)
+      for (const d of deferred) for (const r of d.readings) this.consider(r, false)
     } else {
       for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, d)
     }
-    if (this.deferred.size > 0) this.settleDeferred(changed)
+    if (this.deferred.size > 0) this.settleDeferred()
     const pending = store.pendingStructs !== null
     if (!load && (this.remoteChanged || store.pendingStructs?.update !== pendingBefore || store.pendingDs !== pendingDsBefore)) {
       this.emit('update', [update, false])
     }
     if (pending && !load) this.emit('gap', [])
-    return { readings: readings.length + deferred.reduce((n, d) => n + d.readings.length, 0), changed: changed.size, pending }
+    return { readings: readings.length + deferred.reduce((n, d) => n + d.readings.length, 0), changed: this.changedKeys, pending }
   }
 
   /**
@@ -529,7 +542,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    * be told) once Yjs has integrated them, if they are in their writer's log; a chunk found in
    * another log is left out of the view and counted.
    */
-  private settleDeferred (changed: Set<string>): void {
+  private settleDeferred (): void {
     const store = this.doc.store
     for (const [key, d] of this.deferred) {
       if (d.clock >= Y.getState(store, d.client)) continue
@@ -540,7 +553,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         this.misplacedChunks++
         continue
       }
-      for (const r of d.readings) if (this.consider(r, false)) changed.add(r.sensor)
+      for (const r of d.readings) this.consider(r, false)
     }
   }
 
