@@ -37,12 +37,11 @@ export function encodeFrame (frame: UpdatesFrame): Uint8Array {
   return encoding.toUint8Array(enc)
 }
 
-/** The encoded size of a frame holding these updates, without encoding it. */
-export function frameSize (region: string, updates: readonly Uint8Array[]): number {
-  let n = 2 + 5 + region.length * 3 + 5
-  for (const u of updates) n += 5 + u.length
-  return n
-}
+/** An upper bound of a frame's header size for a region name (version, type, name, count). */
+export const frameHeaderBound = (region: string): number => 2 + 5 + region.length * 3 + 5
+
+/** An upper bound of the bytes one update adds to a frame (its length prefix and bytes). */
+export const frameEntryBound = (update: Uint8Array): number => 5 + update.length
 
 export function decodeFrame (bytes: Uint8Array, maxFrameBytes: number): UpdatesFrame {
   if (bytes.length > maxFrameBytes) throw invalidMessage('frame is over the size limit', { bytes: bytes.length, limit: maxFrameBytes })

@@ -16,7 +16,7 @@ import { createHlc, type Hlc, type HlcInit } from '@edge-mesh/hlc'
 import { createRegionState, isValidRegionName, type RegionState, type RegionStateInit } from '@edge-mesh/region-state'
 import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '@edge-mesh/persistence'
 import { createPubsub, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
-import { decodeFrame, encodeFrame, frameSize } from './frame.ts'
+import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
 import { SYNC_PROTOCOL, decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './sync-message.ts'
 import { loadOrCreatePeerKey } from './identity.ts'
 import { Redialer, type RedialInit } from './redial.ts'
@@ -107,6 +107,7 @@ interface Replica {
   state: RegionState
   bound: BoundRegion | undefined
   outbox: Uint8Array[]
+  /** Upper bound of the encoded frame the outbox would make, header included. */
   outboxBytes: number
   timer: ReturnType<typeof setTimeout> | undefined
   gapSync: boolean
@@ -174,7 +175,7 @@ export class MeshPeer {
         hlc: this.clock
       })
       const bound = this.store !== undefined ? await this.store.bind(state) : undefined
-      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: 0, timer: undefined, gapSync: false }
+      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: frameHeaderBound(name), timer: undefined, gapSync: false }
       this.replicas.set(name, replica)
       state.on('update', (update, local) => { if (local) this.enqueue(replica, update) })
       this.node.services.pubsub.topicValidators.set(replica.topic, (peer, msg) => this.validate(replica, peer, msg))
@@ -230,15 +231,15 @@ export class MeshPeer {
 
   private enqueue (r: Replica, update: Uint8Array): void {
     if (this.readOnly || this.stopped) return
-    if (update.length + 64 > this.maxFrameBytes) {
+    if (frameHeaderBound(r.name) + frameEntryBound(update) > this.maxFrameBytes) {
       // Too large to gossip: peers get it by sync (their next update shows the gap).
       this.counters.oversizedUpdates++
       this.log.warn({ region: r.name, bytes: update.length }, 'mesh:gossip update over the frame limit, left to sync')
       return
     }
-    if (frameSize(r.name, r.outbox) + update.length + 5 > this.maxFrameBytes) this.flush(r)
+    if (r.outboxBytes + frameEntryBound(update) > this.maxFrameBytes) this.flush(r)
     r.outbox.push(update)
-    r.outboxBytes += update.length
+    r.outboxBytes += frameEntryBound(update)
     if (r.timer === undefined) {
       r.timer = setTimeout(() => this.flush(r), this.flushMs)
     }
@@ -250,7 +251,7 @@ export class MeshPeer {
     if (r.outbox.length === 0) return
     const frame = encodeFrame({ region: r.name, updates: r.outbox })
     r.outbox = []
-    r.outboxBytes = 0
+    r.outboxBytes = frameHeaderBound(r.name)
     this.counters.framesOut++
     this.counters.frameBytesOut += frame.length
     this.node.services.pubsub.publish(r.topic, frame).catch(err => {
