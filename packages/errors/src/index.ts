@@ -29,7 +29,19 @@ export const ERROR_CODES = {
   /** An operation was attempted on a closed component. */
   EM_ERR_CLOSED: 503,
   /** Options given to a factory are invalid. */
-  EM_ERR_INVALID_OPTIONS: 400
+  EM_ERR_INVALID_OPTIONS: 400,
+  /** A request body is not valid JSON or does not match its schema. */
+  EM_ERR_INVALID_BODY: 400,
+  /** A request body is larger than the configured limit. */
+  EM_ERR_PAYLOAD_TOO_LARGE: 413,
+  /** A request body has a content type the endpoint does not take. */
+  EM_ERR_UNSUPPORTED_MEDIA_TYPE: 415,
+  /** Ingest queues (durability or gossip) are over their limits: retry after `details.retryAfterMs`. */
+  EM_ERR_OVERLOADED: 429,
+  /** The service cannot take the request now (storage not open, shutting down): retry later. */
+  EM_ERR_UNAVAILABLE: 503,
+  /** No such region, sensor or route. */
+  EM_ERR_NOT_FOUND: 404
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES
