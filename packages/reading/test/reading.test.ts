@@ -47,8 +47,8 @@ test('input shape errors name the index and field', t => {
   for (const [input, field] of bad) {
     const err = t.throws(() => { assertReadingInput(input, 7) })
     t.true(isEdgeMeshError(err, 'EM_ERR_INVALID_VALUE'), JSON.stringify(input))
-    t.is((err as { details: { field: string, index: number } }).details.field, field)
-    t.is((err as { details: { index: number } }).details.index, 7)
+    t.is((err as unknown as { details: { field: string } }).details.field, field)
+    t.is((err as unknown as { details: { index: number } }).details.index, 7)
   }
   t.notThrows(() => { assertReadingInput({ sensor: 's', value: null, unit: 'C', ts: 1_700_000_000_000 }) })
 })
