@@ -2,10 +2,11 @@
  * bench:mesh — replication over the libp2p gossip mesh, all peers on 127.0.0.1 in one process per
  * scenario (one clock for latencies), against raw gossipsub measured in the same run.
  *
- *   mesh-propagation  10 peers in one region, a random mesh (each peer dials 2-3 earlier ones). One
- *                     peer writes readings at a fixed offered rate (putMany per timer tick); latency
- *                     is put → 'change' event at each of the 9 others. The raw baseline: 10 more
- *                     peers, same settings and topology, replaying the mesh run's frames (same
+ *   mesh-propagation  10 peers in one region, a random mesh (each peer dials 2-3 earlier ones), in
+ *                     worker threads (bench/mesh-worker.ts). One peer writes readings at a fixed
+ *                     offered rate (putMany per timer tick); latency is put → visible (the frame
+ *                     applied) at each of the 9 others. The raw baseline: 10 more peers, same
+ *                     settings, topology and threads, replaying the mesh run's frames (same
  *                     sizes, same times) as plain bytes on another topic, publish → receive.
  *   mesh-heal         two groups of 2 peers, partitioned (banned both ways); each group's writer
  *                     makes 100k writes over 10k shared sensors; once each group has converged,
@@ -20,12 +21,14 @@
  *
  *   npm run bench:mesh                          everything (--seconds 5 per rate)
  *   npm run bench:mesh -- --seconds 10          longer propagation runs
+ *   npm run bench:mesh -- --threads 1           all propagation peers on one thread
  *   npm run bench:mesh -- --only mesh-heal      one scenario
  *   npm run bench:mesh -- --only mesh-heal --heal-sensors 30000 --heal-writes 300000 --heal-sync-ms 10000
  *                                               a heal whose deltas are over the 1 MiB frame limit
  *
  * Peers run in one process on purpose: on a 2-core machine, the same scenario with each peer in its
- * own process was several times slower at 10k readings/s (10 processes contending for 2 cores).
+ * own process was several times slower at 10k readings/s (10 processes contending for 2 cores);
+ * two worker threads match the two cores (bench/README.md).
  */
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -34,18 +37,14 @@ import { cpus, totalmem, loadavg } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
-import { createMeshPeer, regionTopic, type MeshPeer, type MeshPeerInit, type MeshStats } from '@edge-mesh/mesh'
+import { Worker } from 'node:worker_threads'
+import { createMeshPeer, type MeshPeer, type MeshPeerInit, type MeshStats } from '@edge-mesh/mesh'
 import type { Change } from '@edge-mesh/region-state'
 import { prng } from '@edge-mesh/testkit'
+import { REGION, SENSORS, TICK_MS, TOPIC, type FrameRecord, type Kind, type ReceiverReport } from './mesh-worker.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const REGION = 'bench'
-const TOPIC = regionTopic(REGION)
-const RAW_TOPIC = '/edge-mesh-bench/raw'
 const PEERS = 10
-const SENSORS = 10_000
-/** Interval of the writer's timer loop, ms: the readings due are written with one putMany per tick. */
-const TICK_MS = 10
 /** Anti-entropy period in the heal scenario (the default, 10 s, in the propagation one). */
 const HEAL_SYNC_MS = 1000
 const HEAL_WRITES = 100_000
@@ -53,9 +52,6 @@ const HEAL_BATCH = 100
 
 interface Job { bench: string, args: string[], label: string }
 
-/** What a gossipsub topic validator returns (the GossipSub type, reached through MeshPeer's). */
-type TopicValidator = NonNullable<ReturnType<MeshPeer['node']['services']['pubsub']['topicValidators']['get']>>
-const ACCEPT = 'accept' as unknown as Awaited<ReturnType<TopicValidator>>
 
 const progress = (msg: string): void => { process.stderr.write(`[bench:mesh] ${msg}\n`) }
 const round = (x: number, d: number = 1): number => Math.round(x * 10 ** d) / 10 ** d
@@ -165,49 +161,14 @@ function maxHops (adj: Array<Set<number>>, from: number): number {
   return Math.max(...dist.values())
 }
 
-async function startPeers (topo: number[][], init: Omit<MeshPeerInit, 'bootstrap' | 'regions'>): Promise<MeshPeer[]> {
-  const peers: MeshPeer[] = []
-  for (let i = 0; i < topo.length; i++) {
-    peers.push(await createMeshPeer({ ...init, regions: [REGION], bootstrap: topo[i].map(j => peers[j].addrs()[0]) }))
-  }
-  return peers
-}
-
-/** Every peer sees as many subscribers of `topic` as it has neighbours, and has a gossip mesh. */
-async function meshFormed (peers: MeshPeer[], adj: Array<Set<number>>, topic: string): Promise<number> {
-  return waitFor(`the gossipsub mesh on ${topic}`, () => peers.every((p, i) => {
-    const ps = p.node.services.pubsub
-    return ps.getSubscribers(topic).length >= adj[i].size && meshPeersOf(p, topic).length >= Math.min(adj[i].size, 1)
-  }), 30_000)
-}
-
 // ------------------------------------------------------------------ mesh-propagation
-
-interface FrameRecord {
-  /** When the writer's mesh peer published it, ms from the start of the run. */
-  t: number
-  size: number
-  /** Readings in it (the putMany batches written since the previous frame). */
-  readings: number
-}
-
-/** A key for a frame's bytes, to match what a receiver validates with what the writer published. */
-function bytesKey (b: Uint8Array): string {
-  let h1 = 0x811c9dc5
-  let h2 = 0x01000193
-  for (let i = 0; i < b.length; i++) {
-    h1 = Math.imul(h1 ^ b[i], 16777619)
-    h2 = Math.imul(h2 ^ b[i], 2246822519)
-  }
-  return `${b.length}:${h1 >>> 0}:${h2 >>> 0}`
-}
 
 /** Latency samples, each with a weight (the readings it stands for). */
 class Samples {
   private lat: Float64Array
   private w: Float64Array
   n = 0
-  constructor (capacity: number) {
+  constructor (capacity: number = 1024) {
     this.lat = new Float64Array(Math.max(16, capacity))
     this.w = new Float64Array(Math.max(16, capacity))
   }
@@ -220,6 +181,10 @@ class Samples {
     }
     this.lat[this.n] = ms
     this.w[this.n++] = weight
+  }
+
+  addAll (lat: Float64Array, weight?: Float64Array): void {
+    for (let i = 0; i < lat.length; i++) this.add(lat[i], weight?.[i] ?? 1)
   }
 
   /** Weighted quantiles (p50, p99) and the maximum, ms. */
@@ -241,207 +206,179 @@ class Samples {
 }
 
 /** Polls until `count()` reaches `expected` or stops moving for `quietMs` (at most 30 s). */
-async function drain (what: string, count: () => number, expected: number, quietMs: number = 3000): Promise<void> {
-  let last = count()
+async function drain (what: string, count: () => Promise<number>, expected: number, quietMs: number = 3000): Promise<number> {
+  let last = await count()
   let lastChange = performance.now()
-  await waitFor(what, () => {
-    const c = count()
+  const t0 = performance.now()
+  while (last < expected && performance.now() - lastChange <= quietMs && performance.now() - t0 < 30_000) {
+    await sleep(20)
+    const c = await count()
     if (c !== last) { last = c; lastChange = performance.now() }
-    return c >= expected || performance.now() - lastChange > quietMs
-  }, 30_000, 20).catch(() => {})
+  }
+  if (last < expected) progress(`${what}: ${last}/${expected} after waiting`)
+  return last
 }
 
-async function propagation (rate: number, seconds: number): Promise<Record<string, unknown>> {
+/** A worker thread hosting some of the peers (bench/mesh-worker.ts), driven by request and answer. */
+class PeerHost {
+  private readonly worker: Worker
+  private next = 1
+  private readonly waiting = new Map<number, { resolve: (r: Record<string, unknown>) => void, reject: (e: Error) => void }>()
+  constructor () {
+    this.worker = new Worker(new URL('./mesh-worker.ts', import.meta.url), { workerData: { benchMeshWorker: true } })
+    this.worker.on('message', (m: { id: number, ok: boolean, error?: string } & Record<string, unknown>) => {
+      const w = this.waiting.get(m.id)
+      this.waiting.delete(m.id)
+      if (m.ok) w?.resolve(m)
+      else w?.reject(new Error(m.error))
+    })
+    this.worker.on('error', err => { for (const w of this.waiting.values()) w.reject(err); this.waiting.clear() })
+  }
+
+  async call<T = Record<string, unknown>> (op: string, args: Record<string, unknown> = {}): Promise<T> {
+    const id = this.next++
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (r: Record<string, unknown>) => void, reject })
+      this.worker.postMessage({ id, op, ...args })
+    })
+  }
+
+  async terminate (): Promise<void> { await this.worker.terminate() }
+}
+
+async function propagation (rate: number, seconds: number, threads: number): Promise<Record<string, unknown>> {
   const rnd = prng(7)
   const topo = randomMesh(PEERS, rnd)
   const adj = neighbours(topo)
+  const degree = Object.fromEntries(adj.map((s, i) => [i, s.size]))
   // The writer: the last peer, which dialled 2 or 3 others and was dialled by none.
   const pub = PEERS - 1
-  progress(`mesh-propagation ${rate}/s: starting ${PEERS} mesh peers and ${PEERS} raw peers; topology ${JSON.stringify(topo)}`)
-  const mesh = await startPeers(topo, {})
-  const raw = await startPeers(topo, {})
-  for (const p of raw) p.node.services.pubsub.subscribe(RAW_TOPIC)
+  const hosts = Array.from({ length: threads }, () => new PeerHost())
+  const hostOf = (i: number): PeerHost => hosts[i % threads]
+  const all = async <T>(op: string, args: Record<string, unknown> = {}): Promise<T[]> => Promise.all(hosts.map(async h => h.call<T>(op, args)))
+  const sum = async (kind: Kind): Promise<number> => (await all<{ seen: number }>('seen', { kind })).reduce((n, r) => n + r.seen, 0)
+  const stats = async (kind: Kind): Promise<Record<string, number>> => {
+    const out: Record<string, number> = {}
+    for (const r of await all<{ stats: Record<string, number> }>('stats', { kind })) for (const [k, v] of Object.entries(r.stats)) out[k] = (out[k] ?? 0) + v
+    return out
+  }
+  const maxElu = async (): Promise<number> => {
+    const e = (await all<{ elu: number }>('elu')).map(r => round(r.elu, 2))
+    progress(`event-loop utilisation per worker: ${e.join(', ')}`)
+    return Math.max(...e)
+  }
+  progress(`mesh-propagation ${rate}/s: ${PEERS} mesh peers and ${PEERS} raw peers in ${threads} worker thread(s); topology ${JSON.stringify(topo)}`)
   try {
-    const formMs = await meshFormed(mesh, adj, TOPIC)
-    await meshFormed(raw, adj, RAW_TOPIC)
-    progress(`gossip meshes formed (${Math.round(formMs)} ms)`)
+    for (const kind of ['mesh', 'raw'] as const) {
+      const addrs: string[] = []
+      for (let i = 0; i < PEERS; i++) {
+        addrs.push((await hostOf(i).call<{ addr: string }>('start', { kind, index: i, bootstrap: topo[i].map(j => addrs[j]) })).addr)
+      }
+    }
+    const formStart = performance.now()
+    await all('formed', { kind: 'mesh', degree })
+    await all('formed', { kind: 'raw', degree })
+    progress(`gossip meshes formed (${Math.round(performance.now() - formStart)} ms)`)
 
     // ---- the mesh run
-    const writer = mesh[pub].region(REGION)
-    const others = mesh.filter((_, i) => i !== pub)
+    const writerHost = hostOf(pub)
     // Warm-up: writes that must reach everyone before the clock starts.
     for (let k = 0; k < 20; k++) {
-      writer.put(`warm/${k}`, 'warm')
+      await writerHost.call('put', { index: pub, sensor: `warm/${k}`, value: -1 })
       await sleep(10)
     }
-    await waitFor('the warm-up writes', () => others.every(p => p.region(REGION).get('warm/19') !== undefined), 15_000)
-    const total = Math.round(rate * seconds)
-    // put → 'change' per reading; and per batch (the first reading of each putMany a peer sees).
-    const perReading = new Samples(total * others.length)
-    const perBatch = new Samples(rate * seconds / 10 * others.length)
-    let seen = 0
-    const perPeer = new Array<number>(others.length).fill(0)
-    others.forEach((p, idx) => {
-      let lastBatch = -1
-      p.region(REGION).on('change', (c: Change) => {
-        const v = c.new?.value
-        if (c.local || typeof v !== 'number') return
-        const ms = performance.now() - v
-        perReading.add(ms)
-        if (v !== lastBatch) { lastBatch = v; perBatch.add(ms) }
-        seen++
-        perPeer[idx]++
-      })
-    })
-    // Stages: putMany → publish (the flush window), publish → the receiver's validator (gossipsub
-    // and the transport, what the raw baseline measures), and the validator itself (decode, check,
-    // apply, 'change' events), per (frame, peer).
-    const flushStage = new Samples(1024)
-    const netStage = new Samples(1024)
-    const applyStage = new Samples(1024)
-    const ps = mesh[pub].node.services.pubsub
-    const frames: FrameRecord[] = []
-    const published = new Map<string, number>()
-    let recStart = -1
-    let pendingSince = -1
-    let written = 0
-    let writtenAtFrame = 0
-    // Time spent in the mesh's own work: the 9 receivers' validators, and the writer's putMany.
-    let applyTotal = 0
-    let putTotal = 0
-    const origPublish = ps.publish.bind(ps)
-    ps.publish = async (topic: string, data?: Uint8Array) => {
-      if (topic === TOPIC && recStart >= 0 && data !== undefined) {
-        const now = performance.now()
-        frames.push({ t: now - recStart, size: data.length, readings: written - writtenAtFrame })
-        if (pendingSince >= 0) flushStage.add(now - pendingSince)
-        published.set(bytesKey(data), now)
-        pendingSince = -1
-        writtenAtFrame = written
+    {
+      const t0 = performance.now()
+      while (!(await all<{ ok: boolean }>('has', { sensor: 'warm/19', except: pub })).every(r => r.ok)) {
+        if (performance.now() - t0 > 15_000) throw new Error('timed out waiting for the warm-up writes')
+        await sleep(20)
       }
-      return origPublish(topic, data)
     }
-    for (const p of others) {
-      const validators = p.node.services.pubsub.topicValidators
-      const orig = validators.get(TOPIC)
-      if (orig === undefined) throw new Error('the mesh peer has no validator on its region topic')
-      // Synchronous, as the mesh's own validator is.
-      validators.set(TOPIC, (peer, msg) => {
-        const t0 = performance.now()
-        const sent = recStart >= 0 ? published.get(bytesKey(msg.data)) : undefined
-        const result = orig(peer, msg)
-        const t1 = performance.now()
-        applyTotal += t1 - t0
-        if (sent !== undefined) {
-          netStage.add(t0 - sent)
-          applyStage.add(t1 - t0)
-        }
-        return result
-      })
-    }
-    const sensors = Array.from({ length: SENSORS }, (_, i) => `line-${i % 50}/sensor-${i}`)
-    const before = snapshot(mesh)
+    await all('arm', { kind: 'mesh', writer: pub })
+    const before = await stats('mesh')
     const w0 = await wchar()
     const m = meter()
-    const schedLag = new Samples(1024)
-    const start = performance.now()
-    recStart = start
-    await new Promise<void>(resolve => {
-      const tick = (): void => {
-        const now = performance.now()
-        const due = Math.min(total, Math.floor((now - start) * rate / 1000))
-        if (due > written) {
-          // How late the oldest reading of this batch is against its due time.
-          schedLag.add(now - (start + (written + 1) * 1000 / rate))
-          const batch = new Array<{ sensor: string, value: number }>(due - written)
-          const t = performance.now()
-          for (let i = 0; i < batch.length; i++) batch[i] = { sensor: sensors[Math.floor(rnd() * SENSORS)], value: t }
-          if (pendingSince < 0) pendingSince = t
-          writer.putMany(batch)
-          putTotal += performance.now() - t
-          written = due
-        }
-        if (written >= total || now - start > seconds * 3000) resolve()
-        else setTimeout(tick, TICK_MS)
-      }
-      setTimeout(tick, TICK_MS)
-    })
-    const writeMs = performance.now() - start
-    const applyDuringWrites = applyTotal
-    const expected = written * others.length
-    await drain('the mesh deliveries', () => seen, expected)
-    recStart = -1
+    await all('record', { on: true })
+    const w = await writerHost.call<{ written: number, writeMs: number, putMs: number, schedLag: Float64Array, flush: Float64Array, frames: FrameRecord[], start: number }>('write', { writer: pub, rate, seconds })
+    const applyAtEnd = (await all<{ applyMs: number }>('seen', { kind: 'mesh' })).reduce((n, r) => n + r.applyMs, 0)
+    const expectedFrames = w.frames.length * (PEERS - 1)
+    await drain('the mesh deliveries', async () => sum('mesh'), expectedFrames)
+    const meshElu = await maxElu()
+    await all('record', { on: false })
     const meshUse = m()
     const meshWire = (await wchar()) - w0
-    const d = delta(before, snapshot(mesh))
+    const d = await stats('mesh')
+    const meshReports = (await all<{ reports: ReceiverReport[] }>('collect', { kind: 'mesh' })).flatMap(r => r.reports)
+    // put → visible, per reading: a frame's readings are visible when the receiver's validator
+    // returns (it applies the frame and calls the 'change' listeners); each putMany batch in the
+    // frame counts for its readings. Stages: putMany → publish (the flush window), publish → the
+    // receiver's validator (gossipsub and the transport, what the raw baseline measures), and the
+    // validator itself (decode, check, apply), per (frame, peer).
+    const frameByKey = new Map(w.frames.map(f => [f.key, f]))
+    const perReading = new Samples(w.frames.length * (PEERS - 1) * 2)
+    const perBatch = new Samples()
+    const netStage = new Samples()
+    const applyStage = new Samples()
+    const perPeer: number[] = []
+    for (const r of meshReports) {
+      let got = 0
+      for (const [key, t0, ms] of r.validations) {
+        const f = frameByKey.get(key)
+        if (f === undefined) continue
+        got += f.readings
+        for (const [putAt, n] of f.batches) {
+          perReading.add(t0 + ms - putAt, n)
+          perBatch.add(t0 + ms - putAt)
+        }
+        netStage.add(t0 - f.at)
+        applyStage.add(ms)
+      }
+      perPeer.push(got)
+    }
+    const seen = perPeer.reduce((n, x) => n + x, 0)
+    const expected = w.written * (PEERS - 1)
+    const digests = Object.values(Object.assign({}, ...(await all<{ digests: Record<string, string> }>('digest')).map(r => r.digests)) as Record<string, string>)
+    const viewsEqual = digests.every(x => x === digests[0])
+    const flushStage = new Samples()
+    flushStage.addAll(w.flush)
+    const schedLag = new Samples()
+    schedLag.addAll(w.schedLag)
     const meshLat = perReading.summary()
     const batchLat = perBatch.summary()
-    progress(`mesh: ${written} readings in ${Math.round(writeMs)} ms, ${frames.length} frames, ${seen}/${expected} deliveries, p50 ${meshLat.p50} ms p99 ${meshLat.p99} ms; ELU ${meshUse.elu}, other processes ${meshUse.otherCores} cores`)
+    progress(`mesh: ${w.written} readings in ${Math.round(w.writeMs)} ms, ${w.frames.length} frames, ${seen}/${expected} deliveries, p50 ${meshLat.p50} ms p99 ${meshLat.p99} ms; max ELU ${meshElu}, other processes ${meshUse.otherCores} cores`)
 
     // ---- the raw baseline: the same frames (sizes, times) as plain bytes on RAW_TOPIC
-    const rawPub = raw[pub].node.services.pubsub
-    const rawOthers = raw.filter((_, i) => i !== pub)
-    // Weighted by the readings each frame carried, so that the quantiles compare with the mesh's.
-    const rawLat = new Samples(frames.length * rawOthers.length)
-    const rawFrameLat = new Samples(frames.length * rawOthers.length)
-    let rawSeen = 0
-    let warm = 0
-    for (const p of rawOthers) {
-      p.node.services.pubsub.topicValidators.set(RAW_TOPIC, (_peer, msg) => {
-        const now = performance.now()
-        const view = new DataView(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength)
-        const t = view.getFloat64(0)
-        if (t < 0) {
-          warm++
-        } else {
-          const f = frames[view.getUint32(8)]
-          rawLat.add(now - t, f.readings)
-          rawFrameLat.add(now - t)
-          rawSeen++
-        }
-        return ACCEPT
-      })
+    await all('arm', { kind: 'raw', writer: pub, readings: w.frames.map(f => f.readings) })
+    await hostOf(pub).call('replay', { writer: pub, warm: true })
+    {
+      const t0 = performance.now()
+      while ((await sum('raw')) < 20 * (PEERS - 1)) {
+        if (performance.now() - t0 > 15_000) throw new Error('timed out waiting for the raw warm-up')
+        await sleep(20)
+      }
     }
-    const fill = prng(11)
-    const payload = (size: number, t: number, index: number): Uint8Array => {
-      const b = new Uint8Array(Math.max(16, size))
-      for (let i = 16; i < b.length; i++) b[i] = Math.floor(fill() * 256)
-      const view = new DataView(b.buffer)
-      view.setFloat64(0, t)
-      view.setUint32(8, index)
-      return b
-    }
-    for (let k = 0; k < 20; k++) {
-      await rawPub.publish(RAW_TOPIC, payload(100, -1, 0))
-      await sleep(10)
-    }
-    await waitFor('the raw warm-up', () => warm >= 20 * rawOthers.length, 15_000)
+    await all('resetSeen', { kind: 'raw' })
     const rw0 = await wchar()
     const rm = meter()
-    const rstart = performance.now()
-    await new Promise<void>(resolve => {
-      let i = 0
-      const next = (): void => {
-        while (i < frames.length && performance.now() - rstart >= frames[i].t) {
-          const f = frames[i]
-          rawPub.publish(RAW_TOPIC, payload(f.size, performance.now(), i)).catch(err => { progress(`raw publish failed: ${String(err)}`) })
-          i++
-        }
-        if (i >= frames.length) resolve()
-        else setTimeout(next, Math.max(0, frames[i].t - (performance.now() - rstart)))
-      }
-      next()
-    })
-    const rawExpected = frames.length * rawOthers.length
-    await drain('the raw deliveries', () => rawSeen, rawExpected)
+    await all('record', { on: true })
+    await hostOf(pub).call('replay', { writer: pub, frames: w.frames.map(f => ({ t: f.at - w.start, size: f.size })) })
+    const rawExpected = w.frames.length * (PEERS - 1)
+    const rawSeen = await drain('the raw deliveries', async () => sum('raw'), rawExpected)
+    const rawElu = await maxElu()
+    await all('record', { on: false })
     const rawUse = rm()
     const rawWire = (await wchar()) - rw0
+    const rawReports = (await all<{ reports: ReceiverReport[] }>('collect', { kind: 'raw' })).flatMap(r => r.reports)
+    // Weighted by the readings each frame carried, so that the quantiles compare with the mesh's.
+    const rawLat = new Samples()
+    const rawFrameLat = new Samples()
+    for (const r of rawReports) { rawLat.addAll(r.lat, r.weight); rawFrameLat.addAll(r.batchLat) }
     const rawL = rawLat.summary()
     const rawF = rawFrameLat.summary()
-    progress(`raw: ${frames.length} frames, ${rawSeen}/${rawExpected} deliveries, p50 ${rawL.p50} ms p99 ${rawL.p99} ms; ELU ${rawUse.elu}, other processes ${rawUse.otherCores} cores`)
+    progress(`raw: ${w.frames.length} frames, ${rawSeen}/${rawExpected} deliveries, p50 ${rawL.p50} ms p99 ${rawL.p99} ms; max ELU ${rawElu}, other processes ${rawUse.otherCores} cores`)
     if (Math.max(meshUse.otherCores, rawUse.otherCores) > 0.25) progress('warning: other processes used the CPU during this run; its latencies are noisy')
 
-    const frameBytes = frames.reduce((n, f) => n + f.size, 0)
+    const frameBytes = w.frames.reduce((n, f) => n + f.size, 0)
     const fl = flushStage.summary()
     const net = netStage.summary()
     const ap = applyStage.summary()
@@ -450,17 +387,19 @@ async function propagation (rate: number, seconds: number): Promise<Record<strin
       peers: PEERS,
       ratePerSec: rate,
       seconds,
-      readings: written,
-      achievedPerSec: Math.round(written / writeMs * 1000),
+      threads,
+      readings: w.written,
+      achievedPerSec: Math.round(w.written / w.writeMs * 1000),
       p50Ms: meshLat.p50,
       p99Ms: meshLat.p99,
       maxMs: meshLat.max,
       rawP50Ms: rawL.p50,
       rawP99Ms: rawL.p99,
       rawMaxMs: rawL.max,
-      frames: frames.length,
+      frames: w.frames.length,
       delivered: round(seen / expected, 4),
-      minPeerDelivered: round(Math.min(...perPeer) / written, 4),
+      viewsEqual,
+      minPeerDelivered: round(Math.min(...perPeer) / w.written, 4),
       rawDelivered: round(rawSeen / rawExpected, 4),
       batchP50Ms: batchLat.p50,
       batchP99Ms: batchLat.p99,
@@ -474,29 +413,30 @@ async function propagation (rate: number, seconds: number): Promise<Record<strin
       applyP99Ms: ap.p99,
       applyMaxMs: ap.max,
       schedLagP99Ms: schedLag.summary().p99,
-      applyCores: round(applyDuringWrites / writeMs, 3),
-      putCores: round(putTotal / writeMs, 3),
-      meanFrameBytes: Math.round(frameBytes / Math.max(1, frames.length)),
-      maxFrameBytes: Math.max(0, ...frames.map(f => f.size)),
+      applyCores: round(applyAtEnd / w.writeMs, 3),
+      putCores: round(w.putMs / w.writeMs, 3),
+      meanFrameBytes: Math.round(frameBytes / Math.max(1, w.frames.length)),
+      maxFrameBytes: Math.max(0, ...w.frames.map(f => f.size)),
       tickMs: TICK_MS,
       publisherDegree: adj[pub].size,
       maxHops: maxHops(adj, pub),
-      otherFramesOut: d.framesOut - frames.length,
-      cascadeSyncs: d.cascadeSyncs,
-      syncRounds: d.syncRounds,
-      syncBytes: d.syncBytesOut,
+      otherFramesOut: (d.framesOut - before.framesOut) - w.frames.length,
+      cascadeSyncs: d.cascadeSyncs - before.cascadeSyncs,
+      syncRounds: d.syncRounds - before.syncRounds,
+      syncBytes: d.syncBytesOut - before.syncBytesOut,
       wireMB: round(meshWire / 2 ** 20, 2),
       rawWireMB: round(rawWire / 2 ** 20, 2),
-      elu: meshUse.elu,
+      elu: meshElu,
       cpuCores: meshUse.cpuCores,
       otherCores: meshUse.otherCores,
-      rawElu: rawUse.elu,
+      rawElu,
       rawCpuCores: rawUse.cpuCores,
       rawOtherCores: rawUse.otherCores,
       stealCores: round(Math.max(meshUse.stealCores, rawUse.stealCores), 2)
     }
   } finally {
-    await Promise.all([...mesh, ...raw].map(async p => p.stop().catch(() => {})))
+    await Promise.all(hosts.map(async h => h.call('stop').catch(() => {})))
+    await Promise.all(hosts.map(async h => h.terminate()))
   }
 }
 
@@ -682,7 +622,7 @@ async function child (args: string[]): Promise<void> {
   const bench = args[1]
   const arg = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
   const line = bench === 'mesh-propagation'
-    ? await propagation(arg('--rate', 1000), arg('--seconds', 5))
+    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2))
     : await heal({ links: arg('--links', 1), sensors: arg('--sensors', SENSORS), writes: arg('--writes', HEAL_WRITES), syncIntervalMs: arg('--sync-ms', HEAL_SYNC_MS) })
   process.stdout.write(JSON.stringify(line) + '\n')
   // libp2p leaves sockets and timers behind for a moment after stop(): do not wait for them.
@@ -717,12 +657,14 @@ async function main (): Promise<void> {
   if (args[0] === '--child') return child(args)
   const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 5
   if (!(seconds > 0 && seconds <= 600)) throw new Error('--seconds must be between 0 and 600')
+  const threads = args.includes('--threads') ? Number(args[args.indexOf('--threads') + 1]) : 2
+  if (!(Number.isInteger(threads) && threads >= 1 && threads <= 10)) throw new Error('--threads must be an integer from 1 to 10')
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
   const num = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
   const healArgs = ['--sensors', String(num('--heal-sensors', SENSORS)), '--writes', String(num('--heal-writes', HEAL_WRITES)), '--sync-ms', String(num('--heal-sync-ms', HEAL_SYNC_MS))]
   const jobs: Job[] = [
-    { bench: 'mesh-propagation', args: ['--rate', '1000', '--seconds', String(seconds)], label: 'mesh-propagation 1000/s' },
-    { bench: 'mesh-propagation', args: ['--rate', '10000', '--seconds', String(seconds)], label: 'mesh-propagation 10000/s' },
+    { bench: 'mesh-propagation', args: ['--rate', '1000', '--seconds', String(seconds), '--threads', String(threads)], label: 'mesh-propagation 1000/s' },
+    { bench: 'mesh-propagation', args: ['--rate', '10000', '--seconds', String(seconds), '--threads', String(threads)], label: 'mesh-propagation 10000/s' },
     { bench: 'mesh-heal', args: ['--links', '1', ...healArgs], label: 'mesh-heal, 1 link' },
     { bench: 'mesh-heal', args: ['--links', '2', ...healArgs], label: 'mesh-heal, 2 links' }
   ].filter(j => only === undefined || j.bench === only)

@@ -109,7 +109,10 @@ interface Replica {
   outbox: Uint8Array[]
   /** Upper bound of the encoded frame the outbox would make, header included. */
   outboxBytes: number
-  timer: ReturnType<typeof setTimeout> | undefined
+  /** Cancels the scheduled flush (a timer within the window, or an immediate after a quiet one). */
+  cancelFlush: (() => void) | undefined
+  /** When the last frame was published (performance.now()), -Infinity before the first. */
+  lastFlushAt: number
   gapSync: boolean
 }
 
@@ -175,7 +178,7 @@ export class MeshPeer {
         hlc: this.clock
       })
       const bound = this.store !== undefined ? await this.store.bind(state) : undefined
-      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: frameHeaderBound(name), timer: undefined, gapSync: false }
+      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: frameHeaderBound(name), cancelFlush: undefined, lastFlushAt: -Infinity, gapSync: false }
       this.replicas.set(name, replica)
       state.on('update', (update, local) => { if (local) this.enqueue(replica, update) })
       this.node.services.pubsub.topicValidators.set(replica.topic, (peer, msg) => this.validate(replica, peer, msg))
@@ -240,15 +243,26 @@ export class MeshPeer {
     if (r.outboxBytes + frameEntryBound(update) > this.maxFrameBytes) this.flush(r)
     r.outbox.push(update)
     r.outboxBytes += frameEntryBound(update)
-    if (r.timer === undefined) {
-      r.timer = setTimeout(() => this.flush(r), this.flushMs)
+    if (r.cancelFlush === undefined) {
+      // At most one frame per flush window and region: after a quiet window the frame leaves as
+      // soon as the current I/O phase is over (so one write batch is one frame, without waiting);
+      // under load the updates gather until a window has passed since the previous frame.
+      const wait = r.lastFlushAt + this.flushMs - performance.now()
+      if (wait <= 0) {
+        const immediate = setImmediate(() => { this.flush(r) })
+        r.cancelFlush = () => { clearImmediate(immediate) }
+      } else {
+        const timer = setTimeout(() => { this.flush(r) }, wait)
+        r.cancelFlush = () => { clearTimeout(timer) }
+      }
     }
   }
 
   private flush (r: Replica): void {
-    if (r.timer !== undefined) clearTimeout(r.timer)
-    r.timer = undefined
+    r.cancelFlush?.()
+    r.cancelFlush = undefined
     if (r.outbox.length === 0) return
+    r.lastFlushAt = performance.now()
     const frame = encodeFrame({ region: r.name, updates: r.outbox })
     r.outbox = []
     r.outboxBytes = frameHeaderBound(r.name)

@@ -355,3 +355,34 @@ test('a frame just under maxFrameBytes is delivered by gossip, and so are the fr
   await waitFor(() => allShow([b], expectedView([first, big, after])), 'the big frame and the one after it arrive by gossip',
     { explain: () => ({ framesIn: b.stats().framesIn, list: b.region(REGION).list() }) })
 })
+
+test('the flush window: writes made in one turn of the event loop leave as one frame, and frames never come more often than one per window', async t => {
+  const flushMs = 100
+  const a = await startPeer(t, { flushMs })
+  const b = await startPeer(t, { flushMs, bootstrap: a.addrs() })
+  await waitLinked([[b, a]], 'b linked to a')
+  const r = a.region(REGION)
+
+  // A burst in one synchronous block: one frame.
+  const before = a.stats().framesOut
+  for (let k = 0; k < 50; k++) r.put(`burst/s${k}`, k)
+  await waitFor(() => a.stats().framesOut > before, 'the burst published')
+  await delay(flushMs * 2)
+  t.is(a.stats().framesOut - before, 1, 'fifty puts in one turn make one frame')
+  await waitFor(() => b.region(REGION).get('burst/s49') !== undefined, 'the burst delivered')
+
+  // A write every 5 ms for about a second: frames are bounded by the window, whatever the
+  // scheduling delays (a late timer only makes fewer frames).
+  const start = performance.now()
+  const mid = a.stats().framesOut
+  let k = 0
+  while (performance.now() - start < 1000) {
+    r.put(`steady/s${k % 20}`, k++)
+    await delay(5)
+  }
+  await waitFor(() => b.region(REGION).get(`steady/s${(k - 1) % 20}`)?.value === k - 1, 'the last steady write delivered')
+  const elapsed = performance.now() - start
+  const frames = a.stats().framesOut - mid
+  t.true(frames <= Math.floor(elapsed / flushMs) + 1, `${frames} frames in ${Math.round(elapsed)} ms with a ${flushMs} ms window`)
+  t.true(frames < k, `${k} writes gathered into ${frames} frames`)
+})
