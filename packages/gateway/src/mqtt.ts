@@ -76,7 +76,7 @@ export interface MqttIngestInit {
    * `EM_ERR_OVERLOADED` / `EM_ERR_UNAVAILABLE` (with `details.retryAfterMs`) to be retried later,
    * any other code when a reading is refused.
    */
-  ingest: (region: string, readings: ReadingInput[]) => Promise<IngestResult>
+  ingest: (region: string, readings: ReadingInput[], opts?: { ifAbsent?: boolean }) => Promise<IngestResult>
   /** Logs under `component: 'gateway:mqtt'` (a child is made unless it is bound already). */
   logger: Logger
   /**
@@ -104,6 +104,8 @@ export interface MqttIngestStats {
   malformed: number
   /** Readings `ingest` refused. */
   rejected: number
+  /** Retained messages without a device `ts`, ingested only where their sensor had no reading. */
+  retained: number
   /** Not consuming now: `pause()` was called, or `ingest` is overloaded and a retry is pending. */
   paused: boolean
 }
@@ -164,6 +166,11 @@ interface Received {
   region: string | undefined
   reading: ReadingInput | undefined
   ack: Ack | undefined
+  /**
+   * A retained message without a device `ts`: the broker's "last known value", sent again on every
+   * subscription. It is ingested only for a sensor with no live reading (`ifAbsent`).
+   */
+  ifAbsent: boolean
 }
 
 type Decoded = { ok: true, region: string, reading: ReadingInput } | { ok: false, reason: string }
@@ -198,7 +205,7 @@ class MqttIngestService implements MqttIngest {
   private lastError: string | undefined
   private starting: Promise<void> | undefined
   private stopping: Promise<void> | undefined
-  private readonly counts = { messages: 0, accepted: 0, duplicates: 0, malformed: 0, rejected: 0 }
+  private readonly counts = { messages: 0, accepted: 0, duplicates: 0, malformed: 0, rejected: 0, retained: 0 }
 
   constructor (init: MqttIngestInit) {
     this.url = validUrl(init.url)
@@ -368,11 +375,13 @@ class MqttIngestService implements MqttIngest {
     const payload = typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload
     const decoded = decodeMessage(topic, payload, this.regions)
     if (decoded.ok) {
-      this.queue.push({ region: decoded.region, reading: decoded.reading, ack })
+      const ifAbsent = packet.retain && decoded.reading.ts === undefined
+      if (ifAbsent) this.counts.retained++
+      this.queue.push({ region: decoded.region, reading: decoded.reading, ack, ifAbsent })
     } else {
       this.counts.malformed++
       this.malformedWarn.note({ topic: topic.slice(0, 300), reason: decoded.reason })
-      this.queue.push({ region: undefined, reading: undefined, ack })
+      this.queue.push({ region: undefined, reading: undefined, ack, ifAbsent: false })
     }
     if (this.queue.length >= this.maxBatch) this.held = callback
     else callback(DEFERRED)
@@ -412,15 +421,17 @@ class MqttIngestService implements MqttIngest {
 
   /** Ingests the readings of a batch, region by region. False if it was given up (stopping). */
   private async commit (batch: Received[]): Promise<boolean> {
-    const byRegion = new Map<string, ReadingInput[]>()
+    // Retained "last known values" go in their own ingest call, after the live readings of their region.
+    const byRegion = new Map<string, { live: ReadingInput[], ifAbsent: ReadingInput[] }>()
     for (const r of batch) {
       if (r.region === undefined || r.reading === undefined) continue
-      let list = byRegion.get(r.region)
-      if (list === undefined) byRegion.set(r.region, list = [])
-      list.push(r.reading)
+      let lists = byRegion.get(r.region)
+      if (lists === undefined) byRegion.set(r.region, lists = { live: [], ifAbsent: [] })
+      ;(r.ifAbsent ? lists.ifAbsent : lists.live).push(r.reading)
     }
-    for (const [region, readings] of byRegion) {
-      if (!await this.ingestWithRetry(region, readings)) return false
+    for (const [region, { live, ifAbsent }] of byRegion) {
+      if (live.length > 0 && !await this.ingestWithRetry(region, live, false)) return false
+      if (ifAbsent.length > 0 && !await this.ingestWithRetry(region, ifAbsent, true)) return false
     }
     return true
   }
@@ -430,10 +441,10 @@ class MqttIngestService implements MqttIngest {
    * other error retries the readings one by one and counts the refused ones. False if it gave up
    * because the ingest is stopping.
    */
-  private async ingestWithRetry (region: string, readings: ReadingInput[]): Promise<boolean> {
+  private async ingestWithRetry (region: string, readings: ReadingInput[], ifAbsent: boolean): Promise<boolean> {
     for (;;) {
       try {
-        const result = await this.ingest(region, readings)
+        const result = await this.ingest(region, readings, ifAbsent ? { ifAbsent } : undefined)
         this.counts.accepted += result.accepted
         this.counts.duplicates += result.duplicates
         this.setOverloaded(false)
@@ -446,7 +457,7 @@ class MqttIngestService implements MqttIngest {
         }
         if (readings.length > 1) {
           for (const reading of readings) {
-            if (!await this.ingestWithRetry(region, [reading])) return false
+            if (!await this.ingestWithRetry(region, [reading], ifAbsent)) return false
           }
           return true
         }
@@ -587,6 +598,9 @@ async function settlesWithin (p: Promise<unknown>, ms: number): Promise<boolean>
 
 /** Disconnects cleanly (DISCONNECT, so the broker keeps the session) or, failing that within a bound, drops the socket. */
 async function endClient (client: MqttClient): Promise<void> {
+  // Without this, a client between connection attempts (broker down, or no CONNACK yet) goes on
+  // reconnecting after end().
+  client.options.reconnectPeriod = 0
   const force = !client.connected
   const ended = new Promise<void>(resolve => { client.end(force, {}, () => { resolve() }) })
   if (!await settlesWithin(ended, END_TIMEOUT_MS)) {

@@ -23,6 +23,6 @@
  */
 export {
   openPersistence, type Persistence, type PersistenceInit, type BoundRegion, type BoundRegionStats,
-  type LoadReport, type PersistenceStats
+  type LoadReport, type PersistenceStats, type PersistenceStatus, type BatchInfo
 } from './persistence.ts'
 export { type SnapshotMeta } from './keys.ts'

@@ -1,5 +1,5 @@
 import { Level } from 'level'
-import { ClosedError, CorruptRecordError, InvalidOptionsError } from '@edge-mesh/errors'
+import { ClosedError, CorruptRecordError, EdgeMeshError, InvalidOptionsError } from '@edge-mesh/errors'
 import { createHlc, isTimestamp, type Hlc, type HlcInit } from '@edge-mesh/hlc'
 import { decodeViewSnapshot, type RegionState } from '@edge-mesh/region-state'
 import {
@@ -35,6 +35,21 @@ export interface PersistenceInit {
    * @default 'fail'
    */
   onCorrupt?: 'fail' | 'skip'
+  /**
+   * Called after every completed LevelDB batch write, with its duration (for latency metrics).
+   * Errors it throws are ignored.
+   */
+  onBatch?: (batch: BatchInfo) => void
+}
+
+/** A completed LevelDB batch write, as reported to {@link PersistenceInit.onBatch}. */
+export interface BatchInfo {
+  /** Milliseconds the write took. */
+  ms: number
+  /** Operations in the batch (update records, snapshot parts and the clock record). */
+  ops: number
+  /** Bytes of updates and snapshots in the batch. */
+  bytes: number
 }
 
 export interface LoadReport {
@@ -78,6 +93,12 @@ export interface PersistenceStats {
   lastBatchMs: number
 }
 
+/**
+ * `open`; `closing` once close() began (updates are no longer persisted); `closed`; or `failed`
+ * after a batch write failed (every later whenDurable() rejects).
+ */
+export type PersistenceStatus = 'open' | 'closing' | 'closed' | 'failed'
+
 /** The LevelDB store of one node: its clock and the regions it holds. */
 export interface Persistence {
   readonly path: string
@@ -93,6 +114,8 @@ export interface Persistence {
   getMeta (name: string): Promise<Uint8Array | undefined>
   putMeta (name: string, value: Uint8Array): Promise<void>
   stats (): PersistenceStats
+  /** Whether the store takes writes (for readiness checks and for refusing ingest). */
+  status (): PersistenceStatus
   /**
    * Asks LevelDB to compact its files now, so that the space of trimmed log records is
    * reclaimed at once instead of by background compaction later.
@@ -180,6 +203,7 @@ class LevelPersistence implements Persistence {
   private closing = false
   private batches = 0
   private lastBatchMs = 0
+  private readonly onBatch: ((batch: BatchInfo) => void) | undefined
 
   constructor (init: PersistenceInit, db: Level<string, Uint8Array>, clock: Hlc) {
     this.path = init.path
@@ -190,6 +214,7 @@ class LevelPersistence implements Persistence {
     this.snapshotRatio = init.snapshotRatio ?? 1
     this.snapshotOnClose = init.snapshotOnClose ?? true
     this.onCorrupt = init.onCorrupt ?? 'fail'
+    this.onBatch = init.onBatch
   }
 
   async bind (region: RegionState): Promise<BoundRegion> {
@@ -291,6 +316,7 @@ class LevelPersistence implements Persistence {
       while (this.queue.length > 0) {
         const ops = this.queue
         const upTo = this.ticket
+        const bytes = this.queuedBytes
         this.queue = []
         this.queuedBytes = 0
         ops.push({ type: 'put', key: HLC_KEY, value: utf8.encode(this.clock.last()) })
@@ -304,6 +330,11 @@ class LevelPersistence implements Persistence {
         }
         this.lastBatchMs = performance.now() - t0
         this.batches++
+        if (this.onBatch !== undefined) {
+          try {
+            this.onBatch({ ms: this.lastBatchMs, ops: ops.length, bytes })
+          } catch {}
+        }
         this.durableTicket = upTo
         if (this.waiters.length > 0) {
           const still: Waiter[] = []
@@ -378,6 +409,10 @@ class LevelPersistence implements Persistence {
     return { queuedBytes: this.queuedBytes, batches: this.batches, lastBatchMs: this.lastBatchMs }
   }
 
+  status (): PersistenceStatus {
+    return this.closed ? 'closed' : this.closing ? 'closing' : this.failed !== undefined ? 'failed' : 'open'
+  }
+
   async compactStorage (): Promise<void> {
     this.assertOpen()
     await this.whenDurable()
@@ -417,7 +452,16 @@ export async function openPersistence (init: PersistenceInit): Promise<Persisten
   // Check the clock options before the database is opened (and locked).
   createHlc(init.clock)
   const db = new Level<string, Uint8Array>(init.path, { keyEncoding: 'utf8', valueEncoding: 'view' })
-  await db.open()
+  try {
+    await db.open()
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause
+    const why = cause instanceof Error ? cause.message : String(err)
+    if (/\block\b/i.test(why)) {
+      throw new EdgeMeshError('EM_ERR_UNAVAILABLE', `the LevelDB at ${init.path} is in use by another process (its lock is held): one data dir per running peer`, { path: init.path }, { cause: err })
+    }
+    throw new EdgeMeshError('EM_ERR_UNAVAILABLE', `the LevelDB at ${init.path} failed to open: ${why}`, { path: init.path }, { cause: err })
+  }
   try {
     let last: string | undefined
     const stored = await db.get(HLC_KEY)
