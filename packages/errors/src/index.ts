@@ -41,7 +41,9 @@ export const ERROR_CODES = {
   /** The service cannot take the request now (storage not open, shutting down): retry later. */
   EM_ERR_UNAVAILABLE: 503,
   /** No such region, sensor or route. */
-  EM_ERR_NOT_FOUND: 404
+  EM_ERR_NOT_FOUND: 404,
+  /** Anything unexpected (a bug): logged at error level, no details given out. */
+  EM_ERR_INTERNAL: 500
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -317,7 +317,7 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const mapped = toEdgeMeshError(err)
     const status = mapped !== undefined ? httpStatusFor(mapped) : 500
-    const code: ErrorCode | 'EM_ERR_INTERNAL' = mapped?.code ?? 'EM_ERR_INTERNAL'
+    const code: ErrorCode = mapped?.code ?? 'EM_ERR_INTERNAL'
     errors[code] = (errors[code] ?? 0) + 1
     if (mapped === undefined || status >= 500) {
       logger.error({ err, code, method: req.method, url: req.url }, 'gateway:http request failed')

@@ -321,7 +321,7 @@ class IngestorImpl implements Ingestor {
 
   /** Counts a refused batch's readings under the error's code and returns the error. */
   private reject (err: unknown, readings: number): unknown {
-    const code: ErrorCode | 'EM_ERR_INTERNAL' = isEdgeMeshError(err) ? err.code : 'EM_ERR_INTERNAL'
+    const code: ErrorCode = isEdgeMeshError(err) ? err.code : 'EM_ERR_INTERNAL'
     if (code !== 'EM_ERR_INTERNAL') this.rejected[code] = (this.rejected[code] ?? 0) + readings
     return err
   }
