@@ -12,7 +12,9 @@
  *                   `recoveredSensors` is how many of the sensors it acknowledged it still has.
  *   gateway-read    GET /v1/sensors/:id on A at a fixed offered rate (10k req/s) over the 10k
  *                   sensors: `reqPerSec`, `p50Ms`, `p99Ms` (per-request times from autocannon's
- *                   response events, not its whole-ms histogram).
+ *                   response events, not its whole-ms histogram); then the same reads against the
+ *                   bare fastify baseline answering from a Map: `baselineP50Ms`, `baselineP99Ms`,
+ *                   `ratioP99`.
  *   gateway-soak    10k readings/s (a batch of 100 every 10 ms) to A for `--minutes` (default 10),
  *                   B connected: `rssMBStart` (A's RSS after the first minute), `rssMBEnd`,
  *                   `rssMBMax`, and the heap after a GC is not reachable from outside, so RSS it is.
@@ -184,6 +186,7 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
   progress('starting gateways A and B')
   let a = await startGateway(join(dir, 'a'))
   const b = await startGateway(join(dir, 'b'), a.addrs)
+  let base: Proc | undefined
   try {
     // Warm-up: JIT and LevelDB files.
     await ingestLoad(a.http, 2, 4, 1)
@@ -196,14 +199,9 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
     const acked = await sensorCount(a.http)
     // The baseline: a bare fastify server parsing and schema-checking the same bodies.
     progress('baseline: bare fastify parsing the same bodies')
-    const base = await startProc([BASELINE], 'baseline server')
-    let baseR: LoadResult
-    try {
-      await ingestLoad(base.http, 2, 4, 1)
-      baseR = await ingestLoad(base.http, seconds, 8, 2)
-    } finally {
-      await stopProc(base)
-    }
+    base = await startProc([BASELINE], 'baseline server')
+    await ingestLoad(base.http, 2, 4, 1)
+    const baseR = await ingestLoad(base.http, seconds, 8, 2)
     // Durability: kill -9 A and restart it from its data dir.
     progress('SIGKILL gateway A and restart it from its data dir')
     await stopProc(a, 'SIGKILL')
@@ -239,22 +237,30 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
       progress(`gateway-read: ${seconds} s at ${rate} req/s offered`)
       const paths = sensors.map(s => `/v1/sensors/${encodeURIComponent(s)}?region=${REGION}`)
       let i = 0
-      const readOpts = (d: number): autocannon.Options => ({
-        url: a.http,
+      const readOpts = (url: string, d: number): autocannon.Options => ({
+        url,
         connections: 20,
         overallRate: rate,
         duration: d,
         requests: [{ method: 'GET', setupRequest: (req: autocannon.Request) => ({ ...req, path: paths[i++ % paths.length] }) }]
       } as autocannon.Options)
-      await load(readOpts(2))
-      const rr = await load(readOpts(seconds))
+      await load(readOpts(a.http, 2))
+      const rr = await load(readOpts(a.http, seconds))
       const rq = quantiles(rr.lat)
+      progress(`baseline: bare fastify answering the same reads from a Map, ${rate} req/s offered`)
+      await load(readOpts(base.http, 2))
+      const br = await load(readOpts(base.http, seconds))
+      await stopProc(base)
+      const bq = quantiles(br.lat)
       const read = {
         bench: 'gateway-read',
         reqPerSec: Math.round(rr.ok / rr.seconds),
         p50Ms: rq.p50,
         p99Ms: rq.p99,
         maxMs: rq.max,
+        baselineP50Ms: bq.p50,
+        baselineP99Ms: bq.p99,
+        ratioP99: round(rq.p99 / bq.p99, 2),
         offeredPerSec: rate,
         connections: 20,
         seconds,
@@ -265,6 +271,7 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
       process.stdout.write(JSON.stringify(read) + '\n')
     }
   } finally {
+    if (base !== undefined) await stopProc(base)
     await stopProc(b)
     await stopProc(a)
   }

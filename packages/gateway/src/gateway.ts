@@ -12,7 +12,7 @@ import { DEFAULTS, httpUrl } from './config.ts'
 import { createHttpApp, type HttpApp, type Readiness } from './http.ts'
 import { createIngestor, type Ingestor } from './ingest.ts'
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts'
-import { createMqttIngest, type MqttIngest } from './mqtt.ts'
+import type { MqttIngest } from './mqtt.ts'
 
 /** Path of the app WebSocket endpoint: apps connect to `${APP_SOCKETS_PATH}/<region>`. */
 export const APP_SOCKETS_PATH = '/v1/docs'
@@ -208,6 +208,8 @@ export async function createGateway (init: GatewayInit): Promise<Gateway> {
     let mqtt: MqttIngest | undefined
     if (init.mqtt !== undefined) {
       const brokerUrl = init.mqtt
+      // Loaded only when used: mqtt.js costs memory a gateway without a broker should not pay.
+      const { createMqttIngest } = await import('./mqtt.ts')
       const mqttLog = logger.child({ component: 'gateway:mqtt' })
       // One client id per gateway identity: the broker keeps its QoS 1 messages across restarts.
       const clientId = `edge-mesh-gw-${mesh.peerId.slice(-16)}`
