@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   EM_ERR_CLOCK_DRIFT: 400,
   /** A write was attempted on a read-only replica. */
   EM_ERR_READ_ONLY: 403,
+  /** A reading (or gossip frame) comes from a writer that is not allowed to write the region. */
+  EM_ERR_UNAUTHORIZED_WRITER: 403,
   /** A Yjs update or reading chunk could not be decoded or breaks the doc layout. */
   EM_ERR_INVALID_UPDATE: 400,
   /** A record read back from storage could not be decoded. */

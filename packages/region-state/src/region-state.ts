@@ -65,6 +65,12 @@ export interface RegionStateInit {
   maintenanceIntervalMs?: number
   /** Readings examined per maintenance call for the retention sweep. @default 5000 */
   sweepBatch?: number
+  /**
+   * The writers allowed to write this region (writer authorization). A remote update carrying a
+   * chunk of any other writer is refused whole with `EM_ERR_UNAUTHORIZED_WRITER` (state
+   * unchanged). A writable replica must be one of them. @default every writer is allowed
+   */
+  writers?: Iterable<string>
 }
 
 /** A value as read from the view, with its freshness. */
@@ -200,6 +206,46 @@ function rootKeyOf (type: unknown): string | undefined {
   }
 }
 
+/** What Y.decodeUpdate returns (its DeleteSet type is not exported). */
+interface DecodedUpdate {
+  structs: Array<Y.Item | Y.GC | Y.Skip>
+  ds: { clients: Map<number, Array<{ clock: number, len: number }>> }
+}
+
+const isSafeRange = (client: number, clock: number, length: number): boolean =>
+  Number.isSafeInteger(client) && Number.isSafeInteger(clock) && length >= 1 && Number.isSafeInteger(clock + length)
+
+/**
+ * Refuses an update that Yjs decodes but cannot integrate or encode again: a struct or deletion of
+ * length 0, or a client id, clock or length beyond 2^53 (lib0 decodes such a varint but refuses to
+ * read it back). Yjs would fail on these halfway through Y.applyUpdate, or keep them among its
+ * pending structs, after which every encoding of the doc (sync, snapshots) fails.
+ */
+function assertEncodable (decoded: DecodedUpdate, region: string): void {
+  for (const s of decoded.structs) {
+    if (!isSafeRange(s.id.client, s.id.clock, s.length)) {
+      throw new InvalidUpdateError('an update holds a struct of length 0 or beyond 2^53', { region, client: s.id.client, clock: s.id.clock, length: s.length })
+    }
+    if (s instanceof Y.Item) {
+      for (const ref of [s.origin, s.rightOrigin]) {
+        if (ref !== null && !isSafeRange(ref.client, ref.clock, 1)) {
+          throw new InvalidUpdateError('an item refers to an id beyond 2^53', { region, client: s.id.client, clock: s.id.clock })
+        }
+      }
+    }
+  }
+  for (const [client, items] of decoded.ds.clients) {
+    for (const d of items) {
+      if (!isSafeRange(client, d.clock, d.len)) {
+        throw new InvalidUpdateError('an update deletes a range of length 0 or beyond 2^53', { region, client, clock: d.clock, length: d.len })
+      }
+    }
+  }
+}
+
+/** True when `ref` (an item's origin or right origin) is an item of the same client at or after `id`. */
+const refersForward = (ref: Y.ID | null, id: Y.ID): boolean => ref !== null && ref.client === id.client && ref.clock >= id.clock
+
 /** A view entry: the winning reading of a sensor and, if it lives in the own log, where. */
 interface Slot {
   r: Reading
@@ -219,6 +265,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   readonly region: string
   readonly writer: string | undefined
   readonly readOnly: boolean
+  /** The writers allowed in this region, or undefined for any (see `RegionStateInit.writers`). */
+  readonly writers: ReadonlySet<string> | undefined
   readonly doc: Y.Doc
   readonly hlc: Hlc
   private readonly now: () => number
@@ -263,6 +311,17 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       throw new InvalidOptionsError('a writable region needs a writer id of 1 to 128 characters', { region: init.region })
     }
     this.writer = this.readOnly ? undefined : init.writer
+    if (init.writers !== undefined) {
+      const writers = new Set<string>()
+      for (const w of init.writers) {
+        if (!isValidWriterId(w)) throw new InvalidOptionsError('writers must be writer ids of 1 to 128 characters', { region: init.region, writer: w })
+        writers.add(w)
+      }
+      if (this.writer !== undefined && !writers.has(this.writer)) {
+        throw new InvalidOptionsError(`writer ${this.writer} is not among the writers allowed in region ${init.region}`, { region: init.region, writer: this.writer })
+      }
+      this.writers = writers
+    }
     this.now = init.now ?? Date.now
     this.hlc = init.hlc ?? createHlc({ now: this.now })
     this.retentionMs = init.retentionMs ?? Infinity
@@ -563,12 +622,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    * left neighbour has not arrived): those wait in `deferred` until Yjs integrates them.
    */
   private inspect (update: Uint8Array, collect: boolean, v2: boolean = false): { readings: Reading[], deferred: DeferredChunk[] } {
-    let decoded: { structs: Array<Y.Item | Y.GC | Y.Skip> }
+    let decoded: DecodedUpdate
     try {
-      decoded = (v2 ? Y.decodeUpdateV2(update) : Y.decodeUpdate(update)) as { structs: Array<Y.Item | Y.GC | Y.Skip> }
+      decoded = (v2 ? Y.decodeUpdateV2(update) : Y.decodeUpdate(update)) as DecodedUpdate
     } catch (err) {
       throw new InvalidUpdateError('update is not a decodable Yjs update', { region: this.region }, { cause: err })
     }
+    assertEncodable(decoded, this.region)
     const store = this.doc.store
     const readings: Reading[] = []
     const deferred: DeferredChunk[] = []
@@ -598,6 +658,12 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       if (s.parentSub !== null || (explicit !== null && typeof explicit !== 'string')) {
         throw new InvalidUpdateError('only writer logs (root arrays named w/<writer>) are allowed in a region doc', where)
       }
+      // An item's neighbours existed when it was inserted: one of its own client comes before it.
+      // Yjs does not check that, and fails on a forward reference halfway through Y.applyUpdate,
+      // after it has integrated the structs before it.
+      if (refersForward(s.origin, s.id) || refersForward(s.rightOrigin, s.id)) {
+        throw new InvalidUpdateError('an item refers to a later item of its own client as its neighbour', where)
+      }
       const parent = typeof explicit === 'string' ? explicit : (parentAt(s.origin) ?? parentAt(s.rightOrigin))
       if (parent !== undefined && (parent === NESTED || !parent.startsWith('w/'))) {
         throw new InvalidUpdateError('only writer logs (root arrays named w/<writer>) are allowed in a region doc', { ...where, parent })
@@ -615,11 +681,15 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       const found: Reading[] = []
       try {
         dec.readChunkHeader()
+        if (this.writers !== undefined && !this.writers.has(dec.writer)) {
+          throw new EdgeMeshError('EM_ERR_UNAUTHORIZED_WRITER', `writer ${dec.writer} is not allowed to write region ${this.region}`, { ...where, writer: dec.writer })
+        }
         if (parent !== undefined && parent !== 'w/' + dec.writer) {
           throw new InvalidUpdateError('chunk writer differs from the log it is in', { ...where, log: parent, writer: dec.writer })
         }
         while (dec.next()) found.push(dec.reading())
       } catch (err) {
+        if (err instanceof EdgeMeshError && err.code === 'EM_ERR_UNAUTHORIZED_WRITER') throw err
         if (err instanceof EdgeMeshError) {
           throw new InvalidUpdateError(err.message, { ...err.details, ...where }, { cause: err })
         }
