@@ -43,6 +43,14 @@ export interface MeshPeerInit {
   dataDir?: string
   /** Never write: subscribe and sync, never publish. @default false */
   readOnly?: boolean
+  /**
+   * Writer authorization: for each region named, the peer ids allowed to write it. Gossip frames
+   * published by any other peer, and frames or sync messages carrying readings of any other
+   * writer, are refused, counted (`unauthorizedFrames`, `invalidSyncMessages`) and held against
+   * the sender. A writable peer must be among its regions' writers. Regions not named accept any
+   * writer that can join the mesh (the PSK is then the only gate). @default {}
+   */
+  writers?: Record<string, string[]>
   /** Listen multiaddrs. @default ['/ip4/127.0.0.1/tcp/0'] */
   listen?: string[]
   /** Multiaddrs (with /p2p/<peer id>) of peers to connect to and keep connected. @default [] */
@@ -70,6 +78,12 @@ export interface MeshPeerInit {
   persistence?: Omit<PersistenceInit, 'path' | 'clock'>
   /** The node clock (physical clock and drift bound). */
   clock?: Omit<HlcInit, 'last'>
+  /**
+   * Test-only fault injection: peers for which it returns true are refused like banned ones (no
+   * dials to them, no connections from them). The caller closes connections already open.
+   * @default none
+   */
+  denyPeer?: (peerId: string) => boolean
   logger?: MeshLogger
 }
 
@@ -89,6 +103,8 @@ export interface MeshStats {
   frameBytesOut: number
   frameBytesIn: number
   invalidFrames: number
+  /** Frames refused because their publisher may not write the region (also in `invalidFrames`). */
+  unauthorizedFrames: number
   syncRounds: number
   syncFailures: number
   syncBytesOut: number
@@ -144,7 +160,7 @@ export class MeshPeer {
   private stopped = false
   private readonly counters = {
     framesOut: 0, framesIn: 0, frameBytesOut: 0, frameBytesIn: 0, invalidFrames: 0, syncRounds: 0, syncFailures: 0,
-    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, cascadeSyncs: 0
+    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, cascadeSyncs: 0, unauthorizedFrames: 0
   }
 
   private lastSyncAt: number | undefined
@@ -175,7 +191,8 @@ export class MeshPeer {
         region: name,
         writer: this.readOnly ? undefined : this.peerId,
         readOnly: this.readOnly,
-        hlc: this.clock
+        hlc: this.clock,
+        ...(this.init.writers?.[name] !== undefined ? { writers: this.init.writers[name] } : {})
       })
       const bound = this.store !== undefined ? await this.store.bind(state) : undefined
       const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: frameHeaderBound(name), cancelFlush: undefined, lastFlushAt: -Infinity, gapSync: false }
@@ -279,6 +296,13 @@ export class MeshPeer {
     this.counters.framesIn++
     this.counters.frameBytesIn += msg.data.length
     try {
+      const writers = r.state.writers
+      if (writers !== undefined && (msg.type !== 'signed' || !writers.has(msg.from.toString()))) {
+        this.counters.unauthorizedFrames++
+        throw new EdgeMeshError('EM_ERR_UNAUTHORIZED_WRITER', `a frame of region ${r.name} published by a peer that may not write it`, {
+          region: r.name, from: msg.type === 'signed' ? msg.from.toString() : undefined
+        })
+      }
       const frame = decodeFrame(msg.data, this.maxFrameBytes)
       if (frame.region !== r.name) {
         throw new EdgeMeshError('EM_ERR_INVALID_UPDATE', 'frame region differs from its topic', { region: frame.region, topic: r.topic })
@@ -565,6 +589,8 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
     }
     return true
   }
+  const denyPeer = init.denyPeer
+  const refused = denyPeer === undefined ? isBanned : (peer: PeerId): boolean => isBanned(peer) || denyPeer(peer.toString())
   const maxFrameBytes = init.maxFrameBytes ?? 1024 * 1024
   try {
     const node = await createLibp2p({
@@ -576,9 +602,9 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
       ...(init.psk !== undefined ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
       connectionGater: {
         denyDialMultiaddr: () => false,
-        denyDialPeer: isBanned,
-        denyInboundEncryptedConnection: isBanned,
-        denyOutboundEncryptedConnection: isBanned
+        denyDialPeer: refused,
+        denyInboundEncryptedConnection: refused,
+        denyOutboundEncryptedConnection: refused
       },
       services: {
         identify: identify(),
@@ -587,7 +613,13 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
       }
     })
     const peer = new MeshPeer(node, init, store, clock, banned)
-    await peer.start()
+    try {
+      await peer.start()
+    } catch (err) {
+      // Whatever start() got to (regions, timers, libp2p) is stopped again; the store closes below.
+      await peer.stop().catch(() => {})
+      throw err
+    }
     return peer
   } catch (err) {
     await store?.close()
