@@ -55,6 +55,11 @@ export interface GatewayConfig {
   bodyLimitBytes: number
   /** Anti-entropy period of the mesh, ms (0 disables). @default the mesh's (10000) */
   syncIntervalMs?: number
+  /**
+   * Writer authorization: for each region named, the peer ids allowed to write it (this
+   * gateway's own id included). Frames and readings of other writers are refused. @default none
+   */
+  writers?: Record<string, string[]>
 }
 
 /** The result of parsing a command line. */
@@ -75,7 +80,8 @@ const FILE_KEYS = {
   readyMinPeers: '--ready-min-peers',
   maxPending: '--max-pending',
   bodyLimit: '--body-limit',
-  syncIntervalMs: '--sync-interval'
+  syncIntervalMs: '--sync-interval',
+  writers: '--writer'
 } as const
 
 type FileKey = keyof typeof FILE_KEYS
@@ -95,6 +101,7 @@ const FLAGS = {
   'max-pending': { type: 'string' },
   'body-limit': { type: 'string' },
   'sync-interval': { type: 'string' },
+  writer: { type: 'string', multiple: true },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' }
 } as const
@@ -161,6 +168,39 @@ function checkRegions (list: string[], src: Source): string[] {
     seen.add(r)
   }
   return list
+}
+
+/** A libp2p peer id as printed by a gateway (base58btc `12D3KooW…` or `Qm…`, or a CID `bafz…`). */
+const PEER_ID = /^(12D3KooW|Qm|16Uiu2)[1-9A-HJ-NP-Za-km-z]{20,100}$|^b[a-z2-7]{50,120}$/
+
+function checkPeerId (s: string, src: Source): string {
+  if (!PEER_ID.test(s)) fail(src, `${JSON.stringify(s)} is not a peer id (a gateway prints its own on start, e.g. 12D3KooW...)`, { value: s })
+  return s
+}
+
+/** `--writer <region>=<peer id>` flags (repeatable) into a writers map. */
+function writersFromFlags (list: string[], src: Source): Record<string, string[]> {
+  const out: Record<string, string[]> = {}
+  for (const item of list) {
+    const i = item.indexOf('=')
+    if (i <= 0) fail(src, `expected <region>=<peer id>, got ${JSON.stringify(item)}`, { value: item })
+    const region = item.slice(0, i)
+    checkRegions([region], src)
+    ;(out[region] ??= []).push(checkPeerId(item.slice(i + 1), src))
+  }
+  return out
+}
+
+/** The `writers` key of a config file: `{ "<region>": ["<peer id>", ...] }`. */
+function writersFromFile (v: unknown, src: Source): Record<string, string[]> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(src, 'must be an object of region name to a list of peer ids', { value: v })
+  const out: Record<string, string[]> = {}
+  for (const [region, ids] of Object.entries(v)) {
+    checkRegions([region], src)
+    out[region] = stringList(ids, src).map(id => checkPeerId(id, src))
+    if (out[region].length === 0) fail(src, `region ${JSON.stringify(region)} lists no writer`, { value: region })
+  }
+  return out
 }
 
 function checkLogLevel (s: string, src: Source): LogLevel {
@@ -238,6 +278,7 @@ async function readConfigFile (file: string): Promise<Partial_> {
       case 'maxPending': out.maxPendingReadings = intValue(value, at, 1); break
       case 'bodyLimit': out.bodyLimitBytes = intValue(value, at, 1); break
       case 'syncIntervalMs': out.syncIntervalMs = intValue(value, at, 0); break
+      case 'writers': out.writers = writersFromFile(value, at); break
     }
   }
   return out
@@ -297,6 +338,8 @@ export async function parseGatewayCommand (argv: string[], cwd: string = process
   if (bodyLimit !== undefined) flags.bodyLimitBytes = sizeFlag(bodyLimit, flagSource('--body-limit'))
   const syncInterval = str('sync-interval')
   if (syncInterval !== undefined) flags.syncIntervalMs = intFlag(syncInterval, flagSource('--sync-interval'), 0)
+  const writer = list('writer')
+  if (writer !== undefined) flags.writers = writersFromFlags(writer, flagSource('--writer'))
 
   const merged = { ...file, ...flags }
   if (merged.regions === undefined || merged.regions.length === 0) {
@@ -316,6 +359,14 @@ export async function parseGatewayCommand (argv: string[], cwd: string = process
   if (merged.mqtt !== undefined) config.mqtt = merged.mqtt
   if (merged.pskFile !== undefined) config.pskFile = merged.pskFile
   if (merged.syncIntervalMs !== undefined) config.syncIntervalMs = merged.syncIntervalMs
+  if (merged.writers !== undefined) {
+    for (const region of Object.keys(merged.writers)) {
+      if (!config.regions.includes(region)) {
+        throw new InvalidOptionsError(`--writer: writers are given for region ${JSON.stringify(region)}, which this gateway does not hold (--region)`, { flag: '--writer', region })
+      }
+    }
+    config.writers = merged.writers
+  }
   if (config.pskFile !== undefined) await checkReadable(config.pskFile, merged.pskSource ?? flagSource('--psk'))
   return { help: false, json: values.json === true, config }
 }

@@ -226,3 +226,22 @@ test('the example configs in peers/ parse', async t => {
   t.is(b.readyMinPeers, 1)
   t.deepEqual(b.http, { host: '127.0.0.1', port: 8081 })
 })
+
+test('writers come from --writer <region>=<peer id> flags or the "writers" key; they replace the file\'s; bad ones are refused by name', async t => {
+  const other = '12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo'
+  const flags = await parse(['--region', 'a', '--region', 'b', '--writer', `a=${PEER}`, '--writer', `a=${other}`, '--writer', `b=${PEER}`])
+  t.deepEqual(flags.writers, { a: [PEER, other], b: [PEER] })
+  t.is((await parse(['--region', 'a'])).writers, undefined)
+
+  const dir = await tempDir(t)
+  const file = await writeJson(dir, 'gw.json', { regions: ['a'], writers: { a: [PEER, other] } })
+  t.deepEqual((await parse(['--config', file])).writers, { a: [PEER, other] })
+  t.deepEqual((await parse(['--config', file, '--writer', `a=${other}`])).writers, { a: [other] })
+
+  await usageError(t, ['--region', 'a', '--writer', PEER], { flag: '--writer' })
+  await usageError(t, ['--region', 'a', '--writer', 'a=not-a-peer-id'], { flag: '--writer' })
+  await usageError(t, ['--region', 'a', '--writer', `b=${PEER}`], { flag: '--writer' })
+  await usageError(t, ['--config', await writeJson(dir, 'bad1.json', { regions: ['a'], writers: [PEER] })], { key: 'writers' })
+  await usageError(t, ['--config', await writeJson(dir, 'bad2.json', { regions: ['a'], writers: { a: [] } })], { key: 'writers' })
+  await usageError(t, ['--config', await writeJson(dir, 'bad3.json', { regions: ['a'], writers: { a: ['x'] } })], { key: 'writers' })
+})
