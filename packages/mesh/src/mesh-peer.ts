@@ -15,10 +15,11 @@ import { EdgeMeshError, InvalidOptionsError } from '@edge-mesh/errors'
 import { createHlc, type Hlc, type HlcInit } from '@edge-mesh/hlc'
 import { createRegionState, isValidRegionName, type RegionState, type RegionStateInit } from '@edge-mesh/region-state'
 import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '@edge-mesh/persistence'
-import { createPubsub, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
+import { createPubsub, scoreTopic, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
 import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
 import { SYNC_PROTOCOL, decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './sync-message.ts'
 import { loadOrCreatePeerKey } from './identity.ts'
+import { ANNOUNCE_TOPIC, MAX_ANNOUNCED_REGIONS, decodeAnnounce, encodeAnnounce } from './announce.ts'
 import { Redialer, type RedialInit } from './redial.ts'
 
 /** The gossip topic of a region. */
@@ -32,6 +33,10 @@ export interface MeshLogger {
 }
 
 const silent: MeshLogger = { debug () {}, info () {}, warn () {} }
+
+/** Bounds of what announcements make a peer remember. */
+const MAX_KNOWN_REGIONS = 1024
+const MAX_ANNOUNCERS_PER_REGION = 64
 
 export interface MeshPeerInit {
   /** Regions this peer holds and replicates. */
@@ -72,6 +77,21 @@ export interface MeshPeerInit {
   /** How long a peer disconnected for invalid messages is refused, ms. @default 60000 */
   banMs?: number
   redial?: RedialInit
+  /**
+   * Period of region announcements on `/edge-mesh/1/announce`, ms (jittered ±25 %), published by
+   * writable peers (see docs/PROTOCOL.md); 0 disables them. Read-only peers never announce.
+   * @default 5000
+   */
+  announceIntervalMs?: number
+  /**
+   * Follow every region another peer announces (see `follow()`), up to `maxFollowedRegions`
+   * regions in all. Meant for read-only peers such as the analytics peer. @default false
+   */
+  followAnnounced?: boolean
+  /** Most regions this peer holds through `follow()` and announcements. @default 64 */
+  maxFollowedRegions?: number
+  /** Called for every region this peer comes to hold (the initial ones at start, then each one followed). */
+  onRegion?: (name: string, state: RegionState) => void
   /** Options for every region state (retention, compaction, ...). */
   region?: Omit<RegionStateInit, 'region' | 'writer' | 'readOnly' | 'hlc'>
   /** Options of the LevelDB store (when `dataDir` is set). */
@@ -113,6 +133,9 @@ export interface MeshStats {
   oversizedUpdates: number
   /** Sync rounds started with other peers after a sync taught this peer something. */
   cascadeSyncs: number
+  /** Region announcements published and accepted. */
+  announcementsOut: number
+  announcementsIn: number
   bannedPeers: number
   lastSyncAt: number | undefined
 }
@@ -160,10 +183,14 @@ export class MeshPeer {
   private stopped = false
   private readonly counters = {
     framesOut: 0, framesIn: 0, frameBytesOut: 0, frameBytesIn: 0, invalidFrames: 0, syncRounds: 0, syncFailures: 0,
-    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, cascadeSyncs: 0, unauthorizedFrames: 0
+    syncBytesOut: 0, syncBytesIn: 0, invalidSyncMessages: 0, oversizedUpdates: 0, cascadeSyncs: 0, unauthorizedFrames: 0,
+    announcementsOut: 0, announcementsIn: 0
   }
 
   private lastSyncAt: number | undefined
+  private announceTimer: ReturnType<typeof setTimeout> | undefined
+  private readonly announced = new Map<string, Set<string>>()
+  private readonly following = new Map<string, Promise<RegionState>>()
 
   /** @internal */
   constructor (node: Node, init: MeshPeerInit, store: Persistence | undefined, clock: Hlc, banned: Map<string, number>) {
@@ -185,22 +212,10 @@ export class MeshPeer {
 
   /** @internal */
   async start (): Promise<void> {
-    for (const name of this.init.regions) {
-      const state = createRegionState({
-        ...this.init.region,
-        region: name,
-        writer: this.readOnly ? undefined : this.peerId,
-        readOnly: this.readOnly,
-        hlc: this.clock,
-        ...(this.init.writers?.[name] !== undefined ? { writers: this.init.writers[name] } : {})
-      })
-      const bound = this.store !== undefined ? await this.store.bind(state) : undefined
-      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: frameHeaderBound(name), cancelFlush: undefined, lastFlushAt: -Infinity, gapSync: false }
-      this.replicas.set(name, replica)
-      state.on('update', (update, local) => { if (local) this.enqueue(replica, update) })
-      this.node.services.pubsub.topicValidators.set(replica.topic, (peer, msg) => this.validate(replica, peer, msg))
-      this.node.services.pubsub.subscribe(replica.topic)
-    }
+    for (const name of this.init.regions) await this.addReplica(name)
+    const pubsub = this.node.services.pubsub
+    pubsub.topicValidators.set(ANNOUNCE_TOPIC, (peer, msg) => this.validateAnnounce(peer, msg))
+    pubsub.subscribe(ANNOUNCE_TOPIC)
     await this.node.handle(SYNC_PROTOCOL, async (stream, connection) => {
       await this.answerSync(stream, connection.remotePeer).catch(err => {
         this.log.debug({ peer: connection.remotePeer.toString(), err: String(err) }, 'mesh:sync answer failed')
@@ -213,9 +228,112 @@ export class MeshPeer {
       if (this.peerId < peerId.toString()) this.syncSoon(peerId, 'connect')
     })
     this.scheduleAntiEntropy()
+    this.scheduleAnnounce(0)
     const bootstrap = (this.init.bootstrap ?? []).map(a => multiaddr(a))
     this.redialer = new Redialer(this.node, bootstrap, this.init.redial)
     this.redialer.start()
+  }
+
+  /**
+   * Starts holding a region this peer did not hold: its state (loaded from the store if the
+   * data dir has it), its gossip topic, and a sync round with every connected peer. Returns the
+   * region's state; for a region already held, at once. Throws `EM_ERR_INVALID_OPTIONS` for an
+   * invalid name or beyond `maxFollowedRegions`.
+   */
+  async follow (name: string): Promise<RegionState> {
+    const held = this.replicas.get(name)
+    if (held !== undefined) return held.state
+    if (this.stopped) throw new EdgeMeshError('EM_ERR_CLOSED', 'the mesh peer is stopped', { region: name })
+    if (!isValidRegionName(name)) throw new InvalidOptionsError(`invalid region name ${JSON.stringify(name)}`, { region: name })
+    const max = this.init.maxFollowedRegions ?? 64
+    if (this.replicas.size - this.init.regions.length >= max) {
+      throw new InvalidOptionsError(`this peer follows ${max} regions already (maxFollowedRegions)`, { region: name, maxFollowedRegions: max })
+    }
+    let adding = this.following.get(name)
+    if (adding === undefined) {
+      adding = this.addReplica(name).finally(() => { this.following.delete(name) })
+      this.following.set(name, adding)
+    }
+    const state = await adding
+    this.log.info({ region: name }, 'mesh: following a region')
+    for (const peer of this.node.getConnections().map(c => c.remotePeer)) this.syncSoon(peer, 'follow')
+    return state
+  }
+
+  private async addReplica (name: string): Promise<RegionState> {
+    {
+      const state = createRegionState({
+        ...this.init.region,
+        region: name,
+        writer: this.readOnly ? undefined : this.peerId,
+        readOnly: this.readOnly,
+        hlc: this.clock,
+        ...(this.init.writers?.[name] !== undefined ? { writers: this.init.writers[name] } : {})
+      })
+      const bound = this.store !== undefined ? await this.store.bind(state) : undefined
+      const replica: Replica = { name, topic: regionTopic(name), state, bound, outbox: [], outboxBytes: frameHeaderBound(name), cancelFlush: undefined, lastFlushAt: -Infinity, gapSync: false }
+      this.replicas.set(name, replica)
+      state.on('update', (update, local) => { if (local) this.enqueue(replica, update) })
+      const pubsub = this.node.services.pubsub
+      scoreTopic(pubsub, replica.topic)
+      pubsub.topicValidators.set(replica.topic, (peer, msg) => this.validate(replica, peer, msg))
+      pubsub.subscribe(replica.topic)
+      try {
+        this.init.onRegion?.(name, state)
+      } catch (err) {
+        this.log.warn({ region: name, err: String(err) }, 'mesh: the onRegion callback failed')
+      }
+      return state
+    }
+  }
+
+  // ------------------------------------------------------------ announcements
+
+  private scheduleAnnounce (delayMs: number): void {
+    const every = this.init.announceIntervalMs ?? 5000
+    if (this.readOnly || every <= 0 || this.stopped) return
+    this.announceTimer = setTimeout(() => {
+      this.announceTimer = undefined
+      if (this.stopped) return
+      const regions = [...this.replicas.keys()].slice(0, MAX_ANNOUNCED_REGIONS)
+      this.node.services.pubsub.publish(ANNOUNCE_TOPIC, encodeAnnounce(regions)).then(() => {
+        this.counters.announcementsOut++
+      }, err => {
+        this.log.debug({ err: String(err) }, 'mesh: announcement not published')
+      })
+      this.scheduleAnnounce(every * (0.75 + Math.random() * 0.5))
+    }, delayMs)
+    this.announceTimer.unref?.()
+  }
+
+  private validateAnnounce (peer: PeerId, msg: Message): TopicValidatorResult {
+    try {
+      if (msg.type !== 'signed') throw new EdgeMeshError('EM_ERR_INVALID_UPDATE', 'an unsigned announcement', {})
+      const regions = decodeAnnounce(msg.data)
+      this.counters.announcementsIn++
+      const from = msg.from.toString()
+      for (const r of regions) {
+        let by = this.announced.get(r)
+        if (by === undefined) {
+          if (this.announced.size >= MAX_KNOWN_REGIONS) continue
+          this.announced.set(r, by = new Set())
+        }
+        if (by.size < MAX_ANNOUNCERS_PER_REGION) by.add(from)
+        if (this.init.followAnnounced === true && !this.replicas.has(r) && !this.following.has(r)) {
+          this.follow(r).catch(err => { this.log.warn({ region: r, err: String(err) }, 'mesh: could not follow an announced region') })
+        }
+      }
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      this.counters.invalidFrames++
+      this.invalid(peer, err, 'mesh:announce invalid announcement')
+      return TopicValidatorResult.Reject
+    }
+  }
+
+  /** Regions announced by other peers, with the peers that announced each (bounded). */
+  announcedRegions (): Map<string, string[]> {
+    return new Map([...this.announced].map(([r, by]) => [r, [...by]]))
   }
 
   /** The region state of a region this peer holds. */
@@ -550,6 +668,8 @@ export class MeshPeer {
     for (const r of this.replicas.values()) this.flush(r)
     this.stopped = true
     if (this.syncTimer !== undefined) clearTimeout(this.syncTimer)
+    if (this.announceTimer !== undefined) clearTimeout(this.announceTimer)
+    await Promise.allSettled(this.following.values())
     this.redialer?.stop()
     await this.node.stop()
     await this.store?.close()
@@ -559,7 +679,8 @@ export class MeshPeer {
 
 /** Starts a mesh peer: identity, storage, libp2p, and replication of every region given. */
 export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
-  if (!Array.isArray(init.regions) || init.regions.length === 0) throw new InvalidOptionsError('regions must list at least one region')
+  if (!Array.isArray(init.regions)) throw new InvalidOptionsError('regions must be an array of region names')
+  if (init.regions.length === 0 && init.readOnly !== true) throw new InvalidOptionsError('a writable peer must hold at least one region')
   for (const r of init.regions) {
     if (!isValidRegionName(r)) throw new InvalidOptionsError(`invalid region name ${JSON.stringify(r)}`, { region: r })
   }
@@ -609,7 +730,7 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
       services: {
         identify: identify(),
         ping: ping(),
-        pubsub: createPubsub({ maxFrameBytes, topics: init.regions.map(regionTopic) })
+        pubsub: createPubsub({ maxFrameBytes, topics: [...init.regions.map(regionTopic), ANNOUNCE_TOPIC] })
       }
     })
     const peer = new MeshPeer(node, init, store, clock, banned)

@@ -76,3 +76,12 @@ export function createPubsub (init: PubsubInit): ReturnType<typeof gossipsub> {
   }
   return gossipsub(opts)
 }
+
+/**
+ * Gives a topic subscribed after start the same score parameters as the region topics given at
+ * start (invalid messages weigh -100). The implementation keeps its parameters in `score.params`.
+ */
+export function scoreTopic (pubsub: GossipSub, topic: string): void {
+  const params = (pubsub as unknown as { score?: { params?: { topics?: Record<string, unknown> } } }).score?.params?.topics
+  if (params !== undefined) params[topic] ??= regionTopicScore()
+}
