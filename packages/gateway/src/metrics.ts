@@ -128,6 +128,12 @@ export function createGatewayMetrics (): GatewayMetrics {
     return s === undefined ? undefined : [[{ direction: 'in' }, s.frameBytesIn], [{ direction: 'out' }, s.frameBytesOut]]
   })
   follower(registry, 'edge_mesh_gossip_invalid_frames_total', 'Gossip frames refused as invalid.', [], () => one(mesh()?.invalidFrames))
+  follower(registry, 'edge_mesh_gossip_unauthorized_frames_total', 'Gossip frames refused because their publisher may not write the region (writer authorization; also in invalid frames).', [], () => one(mesh()?.unauthorizedFrames))
+  follower(registry, 'edge_mesh_sync_invalid_messages_total', 'Sync messages refused (undecodable, or readings of writers not allowed).', [], () => one(mesh()?.invalidSyncMessages))
+  follower(registry, 'edge_mesh_announcements_total', 'Region announcements published (out) and accepted (in).', ['direction'], () => {
+    const s = mesh()
+    return s === undefined ? undefined : [[{ direction: 'out' }, s.announcementsOut], [{ direction: 'in' }, s.announcementsIn]]
+  })
   follower(registry, 'edge_mesh_sync_rounds_total', 'Completed sync rounds with peers.', [], () => one(mesh()?.syncRounds))
   follower(registry, 'edge_mesh_sync_failures_total', 'Sync rounds that failed.', [], () => one(mesh()?.syncFailures))
   follower(registry, 'edge_mesh_sync_bytes_total', 'Sync stream bytes, by direction (in, out).', ['direction'], () => {
