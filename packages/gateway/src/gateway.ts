@@ -13,6 +13,7 @@ import { createHttpApp, type HttpApp, type Readiness } from './http.ts'
 import { createIngestor, type Ingestor } from './ingest.ts'
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts'
 import type { MqttIngest } from './mqtt.ts'
+import { createTestHooks, type TestHooksInit } from './test-hooks.ts'
 
 /** Path of the app WebSocket endpoint: apps connect to `${APP_SOCKETS_PATH}/<region>`. */
 export const APP_SOCKETS_PATH = '/v1/docs'
@@ -42,12 +43,16 @@ export interface GatewayInit {
   bodyLimitBytes?: number
   /** Anti-entropy period, ms. @default the mesh's */
   syncIntervalMs?: number
+  /** Writer authorization: per region, the peer ids allowed to write it (this gateway's included). */
+  writers?: Record<string, string[]>
   /** SSE heartbeat period, ms. @default 15000 */
   sseHeartbeatMs?: number
   /** pino logger; components log as children (`component: 'gateway:http'`, ...). @default pino at info on stderr */
   logger?: Logger
   /** Further mesh options (tests, tuning). */
   mesh?: Partial<Omit<MeshPeerInit, 'regions' | 'dataDir' | 'listen' | 'bootstrap' | 'psk' | 'logger'>>
+  /** TEST-ONLY fault hooks (clock offset, partition control), see `test-hooks.ts`. @default none */
+  testHooks?: TestHooksInit
 }
 
 /** A running gateway. */
@@ -138,14 +143,18 @@ export async function createGateway (init: GatewayInit): Promise<Gateway> {
   const log = logger.child({ component: 'gateway' })
   const metrics = createGatewayMetrics()
   const psk = init.psk ?? (init.pskFile !== undefined ? new Uint8Array(await readFile(init.pskFile)) : undefined)
+  // Test-only: off unless init.testHooks is given.
+  const testHooks = init.testHooks !== undefined ? createTestHooks(init.testHooks, log) : undefined
   const mesh = await createMeshPeer({
     ...init.mesh,
+    ...testHooks?.meshInit(init.mesh?.clock),
     regions: init.regions,
     dataDir: init.dataDir,
     listen: init.listen ?? [...DEFAULTS.listen],
     bootstrap: init.bootstrap ?? [],
     psk,
     ...(init.syncIntervalMs !== undefined ? { syncIntervalMs: init.syncIntervalMs } : {}),
+    ...(init.writers !== undefined ? { writers: init.writers } : {}),
     persistence: { ...init.mesh?.persistence, onBatch: metrics.observeBatch },
     logger: logger.child({ component: 'mesh' })
   })
@@ -189,9 +198,11 @@ export async function createGateway (init: GatewayInit): Promise<Gateway> {
       readiness,
       metrics,
       bodyLimitBytes: init.bodyLimitBytes ?? DEFAULTS.bodyLimitBytes,
-      sseHeartbeatMs: init.sseHeartbeatMs
+      sseHeartbeatMs: init.sseHeartbeatMs,
+      whenDurable: async region => { await mesh.whenDurable(region) }
     })
     cleanups.push(async () => { await http.app.close() })
+    testHooks?.register(http.app, mesh)
     const appSockets = attachAppSockets({
       server: http.app.server,
       path: APP_SOCKETS_PATH,

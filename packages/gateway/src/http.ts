@@ -47,6 +47,12 @@ export interface HttpAppInit {
   sseHeartbeatMs?: number
   /** A stream client with more than this many bytes unsent is dropped. @default 1 MiB */
   sseMaxBufferedBytes?: number
+  /**
+   * Resolves once everything the region's state emitted so far is in LevelDB (the mesh's
+   * `whenDurable`). Reads wait for it before replying, so that no client reads a reading a crash
+   * could still take back. @default reads reply at once (memory-only state)
+   */
+  whenDurable?: (region: string) => Promise<void>
 }
 
 export interface HttpStats {
@@ -359,6 +365,21 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
 
   // ---------------------------------------------------------------- reads
 
+  const whenDurable = init.whenDurable
+  /**
+   * Replies with `body` once what the region held when it was read is durable: a reading is in the
+   * view as soon as it is written (or received), before its LevelDB batch completes, and a crash in
+   * between would take back what a client had read. With nothing waiting this costs a resolved promise.
+   */
+  const durably = async <T>(region: string, body: T): Promise<T> => {
+    if (whenDurable === undefined) return body
+    try {
+      await whenDurable(region)
+    } catch (err) {
+      throw new EdgeMeshError('EM_ERR_UNAVAILABLE', 'storage failed to write what this read would show', { region, retryAfterMs: 5000 }, { cause: err })
+    }
+    return body
+  }
   const readSensor = (id: string, query: { region?: string, maxAgeMs?: number }): SensorReply => {
     const region = regionOf(query.region)
     const view = (regions.get(region) as RegionState).get(id)
@@ -381,13 +402,13 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
     response: { 200: sensorReplySchema, '4xx': errorSchema }
   }
   // Sensor ids contain '/': URL-encoded (%2F) in one segment, or as the rest of the path.
-  app.get<{ Params: { id: string }, Querystring: { region?: string, maxAgeMs?: string } }>('/v1/sensors/:id', { schema: readSchema }, (req, reply) => {
+  app.get<{ Params: { id: string }, Querystring: { region?: string, maxAgeMs?: string } }>('/v1/sensors/:id', { schema: readSchema }, async req => {
     const q = req.query
-    void reply.send(readSensor(req.params.id, { region: q.region, maxAgeMs: q.maxAgeMs === undefined ? undefined : Number(q.maxAgeMs) }))
+    return await durably(regionOf(q.region), readSensor(req.params.id, { region: q.region, maxAgeMs: q.maxAgeMs === undefined ? undefined : Number(q.maxAgeMs) }))
   })
-  app.get<{ Params: { '*': string }, Querystring: { region?: string, maxAgeMs?: string } }>('/v1/sensors/*', { schema: readSchema }, (req, reply) => {
+  app.get<{ Params: { '*': string }, Querystring: { region?: string, maxAgeMs?: string } }>('/v1/sensors/*', { schema: readSchema }, async req => {
     const q = req.query
-    void reply.send(readSensor(req.params['*'], { region: q.region, maxAgeMs: q.maxAgeMs === undefined ? undefined : Number(q.maxAgeMs) }))
+    return await durably(regionOf(q.region), readSensor(req.params['*'], { region: q.region, maxAgeMs: q.maxAgeMs === undefined ? undefined : Number(q.maxAgeMs) }))
   })
 
   app.get<{ Querystring: { region?: string, prefix?: string, limit?: string } }>('/v1/sensors', {
@@ -401,14 +422,14 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
         '4xx': errorSchema
       }
     }
-  }, (req, reply) => {
+  }, async req => {
     const region = regionOf(req.query.region)
     const limit = req.query.limit === undefined ? DEFAULT_LIST_LIMIT : Number(req.query.limit)
     if (limit < 1 || limit > MAX_LIST_LIMIT) {
       throw new EdgeMeshError('EM_ERR_INVALID_OPTIONS', `limit must be between 1 and ${MAX_LIST_LIMIT}`, { param: 'limit', limit })
     }
     const all = (regions.get(region) as RegionState).list(req.query.prefix ?? '')
-    void reply.send({ region, sensors: all.length > limit ? all.slice(0, limit) : all, truncated: all.length > limit })
+    return await durably(region, { region, sensors: all.length > limit ? all.slice(0, limit) : all, truncated: all.length > limit })
   })
 
   app.get<{ Querystring: { region?: string, prefix?: string } }>('/v1/stream', {

@@ -37,7 +37,8 @@ function harness (t: ExecutionContext, mesh: IngestMesh, names: string[], opts: 
     metrics,
     bodyLimitBytes: opts.bodyLimitBytes,
     sseMaxBufferedBytes: opts.sseMaxBufferedBytes,
-    sseHeartbeatMs: opts.sseHeartbeatMs
+    sseHeartbeatMs: opts.sseHeartbeatMs,
+    whenDurable: async region => { await mesh.whenDurable(region) }
   })
   metrics.sources = { ingest: () => ingestor.stats(), http: () => app.stats(), sse: () => app.sseStats() }
   t.teardown(async () => { await app.app.close() })
@@ -396,4 +397,37 @@ test('stream clients get a heartbeat comment every sseHeartbeatMs', async t => {
   t.is(await s.status, 200)
   await waitFor(() => s.raw().split(': heartbeat\n\n').length > 2, 'two heartbeats arrive')
   t.deepEqual(s.events, [])
+})
+
+test('a read replies only once what it shows is durable: a reading waiting for its LevelDB batch is not served until the batch is written', async t => {
+  const mesh = gatedMesh(t)
+  const h = harness(t, mesh, [REGION])
+  const posted = post(h, '/v1/readings', [{ sensor: 'line-1/temp', value: 21.5 }])
+  await waitFor(() => mesh.waiting() > 0, 'the batch waits for its LevelDB write')
+  let served: { status: number, json: Record<string, unknown> } | undefined
+  const reading = get(h, '/v1/sensors/line-1%2Ftemp').then(r => { served = r })
+  const listing = get(h, '/v1/sensors')
+  await waitFor(() => mesh.waiting() >= 3, 'the read and the listing wait for durability too')
+  t.is(served, undefined, 'nothing served while the batch is not durable')
+  mesh.release()
+  await reading
+  t.is(served?.status, 200)
+  t.is(served?.json.value, 21.5)
+  t.deepEqual((await listing).json.sensors, ['line-1/temp'])
+  t.is((await posted).status, 200)
+})
+
+test('a read whose durability wait fails answers 503 EM_ERR_UNAVAILABLE with Retry-After, not the value', async t => {
+  const mesh = gatedMesh(t)
+  const h = harness(t, mesh, [REGION])
+  const posted = post(h, '/v1/readings', [{ sensor: 's', value: 1 }])
+  await waitFor(() => mesh.waiting() > 0, 'the batch waits for its LevelDB write')
+  const read = get(h, '/v1/sensors/s')
+  await waitFor(() => mesh.waiting() >= 2, 'the read waits')
+  mesh.fail(new Error('disk full'))
+  const r = await read
+  t.is(r.status, 503)
+  t.is(r.json.code, 'EM_ERR_UNAVAILABLE')
+  t.truthy(r.headers['retry-after'])
+  t.is((await posted).status, 503)
 })
