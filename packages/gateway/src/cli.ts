@@ -11,6 +11,7 @@ import { pino } from 'pino'
 import { isEdgeMeshError } from '@edge-mesh/errors'
 import { parseGatewayCommand, type GatewayConfig } from './config.ts'
 import type { Gateway } from './gateway.ts'
+import { testHooksFromEnv, type TestHooksInit } from './test-hooks.ts'
 
 export const GATEWAY_HELP = `edge-mesh gateway: a site gateway. It holds regions and replicates them with the other
 gateways over the libp2p mesh, takes readings over HTTP (and MQTT), serves reads, a change stream
@@ -22,7 +23,8 @@ Usage: edge-mesh gateway --region <name> [--region <name>...] [options]
 Options:
   --config <file>          JSON config file; its keys are the flags in camelCase ("regions",
                            "listen", "bootstrap", "data", "http", "mqtt", "psk", "logLevel",
-                           "readyMinPeers", "maxPending", "bodyLimit", "syncIntervalMs").
+                           "readyMinPeers", "maxPending", "bodyLimit", "syncIntervalMs", "writers":
+                           {"<region>": ["<peer id>", ...]}).
                            Flags override it; a repeatable flag replaces the file's list.
   --region <name>          a region to hold (repeatable; at least one)
   --listen <multiaddr>     mesh listen address (repeatable; default /ip4/127.0.0.1/tcp/0)
@@ -37,6 +39,9 @@ Options:
                            (default 200000)
   --body-limit <bytes>     largest HTTP request body; k and m suffixes (default 4m)
   --sync-interval <ms>     anti-entropy period of the mesh (default 10000; 0 disables)
+  --writer <region>=<id>   writer authorization: a peer id allowed to write the region (repeatable;
+                           list every writer of the region, this gateway included). Frames and
+                           readings of other writers are refused. Default: any peer in the mesh
   --json                   print the ready line as JSON
   -h, --help               show this help
 
@@ -84,16 +89,26 @@ export async function runGatewayCommand (argv: string[]): Promise<void> {
     process.exitCode = 0
     return
   }
-  await serve(parsed.config, parsed.json)
+  // TEST-ONLY hooks (test-hooks.ts), off unless their environment variables are set.
+  let testHooks: TestHooksInit | undefined
+  try {
+    testHooks = testHooksFromEnv()
+  } catch (err) {
+    if (!isEdgeMeshError(err, 'EM_ERR_INVALID_OPTIONS')) throw err
+    process.stderr.write(`edge-mesh gateway: ${err.message}\n`)
+    process.exitCode = 2
+    return
+  }
+  await serve(parsed.config, parsed.json, testHooks)
 }
 
-async function serve (config: GatewayConfig, json: boolean): Promise<void> {
+async function serve (config: GatewayConfig, json: boolean, testHooks: TestHooksInit | undefined): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2))
   let gateway: Gateway
   try {
     // Loaded here, so that --help and usage errors do not load libp2p, fastify and the rest.
     const { createGateway } = await import('./gateway.ts')
-    gateway = await createGateway({ ...config, logger })
+    gateway = await createGateway({ ...config, logger, ...(testHooks !== undefined ? { testHooks } : {}) })
   } catch (err) {
     logger.fatal({ err }, 'gateway: failed to start')
     process.stderr.write(`edge-mesh gateway: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
