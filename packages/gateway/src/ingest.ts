@@ -238,6 +238,8 @@ class IngestorImpl implements Ingestor {
     const from: number[] = []
     let duplicates = 0
     let stale = 0
+    // Inputs not written (duplicates, stale): checked against the value contract below all the same.
+    const skipped: number[] = []
     // Device timestamps written earlier in this batch, by sensor (only when some input has one).
     let batchTs: Map<string, number> | undefined
     for (let i = 0; i < n; i++) {
@@ -250,6 +252,8 @@ class IngestorImpl implements Ingestor {
           if (w !== undefined && !w.deleted) last = deviceTsOf(w.value)
         }
         if (last !== undefined && ts <= last) {
+          // Not written, but a batch holding an invalid reading is refused whole all the same.
+          skipped.push(i)
           if (ts === last) duplicates++
           else stale++
           continue
@@ -259,6 +263,7 @@ class IngestorImpl implements Ingestor {
       } else if (ifAbsent) {
         const w = state.winner(x.sensor)
         if ((w !== undefined && !w.deleted) || (batchTs?.has(x.sensor) ?? false)) {
+          skipped.push(i)
           stale++
           continue
         }
@@ -267,6 +272,14 @@ class IngestorImpl implements Ingestor {
       }
       writes.push({ sensor: x.sensor, value: toStored(x) })
       from.push(i)
+    }
+    for (const i of skipped) {
+      const write = { sensor: typed[i].sensor, value: toStored(typed[i]) }
+      try {
+        state.check(write)
+      } catch (err) {
+        throw this.reject(this.withIndex(err, [write], [i]), n)
+      }
     }
     this.counters.duplicates += duplicates + stale
     this.counters.stale += stale

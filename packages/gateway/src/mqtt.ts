@@ -536,6 +536,8 @@ function decodeMessage (topic: string, payload: Uint8Array, regions: ReadonlySet
   return { ok: true, region, reading: input }
 }
 
+export { decodeMessage as decodeMqttMessage }
+
 /** A plain JSON object with a `value` key: `{ value, ts?, unit? }`. */
 function isEnvelope (json: unknown): json is Record<string, unknown> {
   return typeof json === 'object' && json !== null && !Array.isArray(json) &&

@@ -4,7 +4,8 @@
  *
  *   message  := version:u8 (=1)  region:str  yjs
  *   yjs      := y-protocols sync message: type:varuint  payload:bytes
- *   type     := 0 sync step 1 (payload: the sender's Yjs state vector)
+ *   type     := 0 sync step 1 (payload: the sender's Yjs state vector: count:varuint (client:varuint
+ *                 clock:varuint){count}, nothing after)
  *             | 1 sync step 2 (payload: a Yjs update, what the receiver's state vector lacks)
  *   bytes    := length:varuint  byte{length}
  *   str      := bytes holding UTF-8
@@ -63,11 +64,30 @@ export function decodeSyncMessage (bytes: Uint8Array): SyncMessage {
     const type = decoding.readVarUint(dec)
     const payload = decoding.readVarUint8Array(dec)
     if (decoding.hasContent(dec)) throw invalidMessage('trailing bytes after the sync payload')
-    if (type === STEP1) return { type: 'step1', region, stateVector: payload }
+    if (type === STEP1) {
+      // Checked here, so that answering it (Y.encodeStateAsUpdate) cannot fail on it.
+      if (!isStateVector(payload)) throw invalidMessage('sync step 1 does not hold a Yjs state vector', { region })
+      return { type: 'step1', region, stateVector: payload }
+    }
     if (type === STEP2) return { type: 'step2', region, update: payload }
     throw invalidMessage(`unknown sync message type ${type}`, { type })
   } catch (err) {
     if (err instanceof EdgeMeshError) throw err
     throw invalidMessage('sync message is truncated or malformed', { cause: String(err) })
+  }
+}
+
+/** True when `bytes` is exactly one Yjs state vector (every integer a safe one). */
+function isStateVector (bytes: Uint8Array): boolean {
+  const dec = decoding.createDecoder(bytes)
+  try {
+    const count = decoding.readVarUint(dec)
+    if (!Number.isSafeInteger(count) || count > bytes.length) return false
+    for (let i = 0; i < 2 * count; i++) {
+      if (!Number.isSafeInteger(decoding.readVarUint(dec))) return false
+    }
+    return !decoding.hasContent(dec)
+  } catch {
+    return false
   }
 }

@@ -32,8 +32,11 @@ function plain (m: SyncMessage): unknown {
 }
 
 const regionArb = fc.string({ unit: 'grapheme', minLength: 1, maxLength: 24 })
+/** A Yjs state vector: count, then (client, clock) pairs. */
+const stateVectorArb = fc.array(fc.tuple(fc.nat(), fc.nat()), { maxLength: 12 })
+  .map(pairs => Uint8Array.from([...varuint(pairs.length), ...pairs.flatMap(([client, clock]) => [...varuint(client), ...varuint(clock)])]))
 const messageArb: fc.Arbitrary<SyncMessage> = fc.oneof(
-  fc.record({ type: fc.constant('step1' as const), region: regionArb, stateVector: fc.uint8Array({ maxLength: 200 }) }),
+  fc.record({ type: fc.constant('step1' as const), region: regionArb, stateVector: stateVectorArb }),
   fc.record({ type: fc.constant('step2' as const), region: regionArb, update: fc.uint8Array({ maxLength: 400 }) }),
   fc.constant({ type: 'done' as const })
 )
@@ -173,4 +176,27 @@ test('a sync message whose region name is not valid UTF-8 is refused with EM_ERR
 test('random bytes either decode or are refused with EM_ERR_INVALID_UPDATE, never another error', t => {
   fc.assert(fc.property(fc.oneof(fc.uint8Array({ maxLength: 200 }), headerThenRandom), bytes => decodesOrIsInvalid(bytes)), { numRuns: RUNS })
   t.pass()
+})
+
+/*
+ * Found by fuzzing (test/fuzz/sync-message.test.ts): a step 1 whose payload is not a state vector
+ * used to decode, and answering it (Y.encodeStateAsUpdate) then threw lib0's untyped "Unexpected
+ * end of array". Input: [1, 7, ...'eu-west', 0, 2, 255, 1] (step 1, payload [255, 1]: a count of
+ * 255 and no pairs).
+ */
+test('a step 1 whose payload is not exactly one Yjs state vector is refused with EM_ERR_INVALID_UPDATE', t => {
+  const step1 = (payload: number[]): Uint8Array => Uint8Array.from([SYNC_VERSION, ...str('eu-west'), STEP1, ...varuint(payload.length), ...payload])
+  t.throws(() => decodeSyncMessage(step1([255, 1])), INVALID)
+  t.throws(() => decodeSyncMessage(step1([1, 5])), INVALID, 'a client without its clock')
+  t.throws(() => decodeSyncMessage(step1([0, 0])), INVALID, 'a byte after the state vector')
+  t.throws(() => decodeSyncMessage(step1([])), INVALID, 'no state vector at all')
+  t.throws(() => decodeSyncMessage(step1([1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0])), INVALID, 'a client id beyond 2^53')
+  const r = createRegionState({ region: 'eu-west', writer: 'gw-a', maintenanceIntervalMs: 0 })
+  t.teardown(() => { r.close() })
+  r.put('line-1/temp', 1)
+  for (const sv of [r.encodeStateVector(), Uint8Array.from([0]), Uint8Array.from([2, 1, 0, 7, 3])]) {
+    const msg = decodeSyncMessage(step1(Array.from(sv)))
+    if (msg.type !== 'step1') return t.fail()
+    t.notThrows(() => r.encodeStateAsUpdate(msg.stateVector))
+  }
 })

@@ -462,6 +462,15 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     return out
   }
 
+  /**
+   * Checks a write as `write()` would (sensor id, value contract, size), without writing: throws
+   * the same typed errors. For callers that decide not to write a reading (a duplicate) yet must
+   * refuse a batch holding an invalid one.
+   */
+  check (input: WriteInput): void {
+    this.prepare(input)
+  }
+
   private prepare (input: WriteInput): PreparedWrite {
     assertSensorId(input.sensor)
     if ('deleted' in input && input.deleted === true) {

@@ -1,6 +1,7 @@
 import test from 'ava'
 import fc from 'fast-check'
 import * as Y from 'yjs'
+import * as encoding from 'lib0/encoding'
 import type { ClockDriftError } from '@edge-mesh/errors'
 import { createHlc, encodeTimestamp } from '@edge-mesh/hlc'
 import type { RegionState } from '../src/index.ts'
@@ -224,4 +225,97 @@ test('a chunk in a root array not named w/<writer> is refused even when it is no
   evil.push([validChunk('x', 'smuggled')])
   evil.delete(0, 1)
   assertRefused(t, r, Y.encodeStateAsUpdate(doc))
+})
+
+// ------------------------------------------------------------------ found by fuzzing (test/fuzz)
+
+/** A struct of a hand-written Yjs v1 update. */
+type RawStruct =
+  | { gc: number }
+  | { chunk: Uint8Array, key?: string, origin?: [number, number], rightOrigin?: [number, number] }
+
+/**
+ * A Yjs v1 update written by hand, byte by byte, for what no Y.Doc would produce: the structs of
+ * one client from `clock` on, then a delete set of [client, clock, length] ranges.
+ */
+function rawUpdate (client: number, clock: number, structs: RawStruct[], deletes: Array<[number, number, number]> = []): Uint8Array {
+  const enc = encoding.createEncoder()
+  encoding.writeVarUint(enc, structs.length === 0 ? 0 : 1)
+  if (structs.length > 0) {
+    encoding.writeVarUint(enc, structs.length)
+    encoding.writeVarUint(enc, client)
+    encoding.writeVarUint(enc, clock)
+  }
+  for (const s of structs) {
+    if ('gc' in s) {
+      encoding.writeUint8(enc, 0)
+      encoding.writeVarUint(enc, s.gc)
+      continue
+    }
+    // Content 3 (binary), with the bits saying which neighbours are written.
+    encoding.writeUint8(enc, 3 | (s.origin !== undefined ? 0x80 : 0) | (s.rightOrigin !== undefined ? 0x40 : 0))
+    for (const id of [s.origin, s.rightOrigin]) {
+      if (id === undefined) continue
+      encoding.writeVarUint(enc, id[0])
+      encoding.writeVarUint(enc, id[1])
+    }
+    if (s.origin === undefined && s.rightOrigin === undefined) {
+      encoding.writeVarUint(enc, 1) // the parent is a root type, by name
+      encoding.writeVarString(enc, s.key ?? 'w/x')
+    }
+    encoding.writeVarUint8Array(enc, s.chunk)
+  }
+  const byClient = new Map<number, Array<[number, number]>>()
+  for (const [c, k, len] of deletes) byClient.set(c, [...(byClient.get(c) ?? []), [k, len]])
+  encoding.writeVarUint(enc, byClient.size)
+  for (const [c, ranges] of byClient) {
+    encoding.writeVarUint(enc, c)
+    encoding.writeVarUint(enc, ranges.length)
+    for (const [k, len] of ranges) {
+      encoding.writeVarUint(enc, k)
+      encoding.writeVarUint(enc, len)
+    }
+  }
+  return encoding.toUint8Array(enc)
+}
+
+test('a hand-written update is accepted (control for the refusals below)', t => {
+  const { r } = populated()
+  r.applyUpdate(rawUpdate(7, 0, [{ chunk: validChunk('x', 'first') }, { chunk: validChunk('x', 'second', 1), origin: [7, 0] }]))
+  t.like(r.get('first'), { value: 42, writer: 'x' })
+  t.like(r.get('second'), { value: 42, writer: 'x' })
+})
+
+// Regression: Yjs looks up an item's neighbour of its own client without checking that it comes
+// first; a later one made Y.applyUpdate throw after it had integrated the item before it, so the
+// doc held a reading the view never took (and the state vector said it was there).
+test('an item whose neighbour is a later item of its own client is refused and changes nothing', t => {
+  const { r } = populated()
+  const first = { chunk: validChunk('x', 'first') }
+  assertRefused(t, r, rawUpdate(7, 0, [first, { chunk: validChunk('x', 'second', 1), origin: [7, 5] }]))
+  assertRefused(t, r, rawUpdate(7, 0, [first, { chunk: validChunk('x', 'second', 1), origin: [7, 0], rightOrigin: [7, 1] }]))
+  t.is(r.get('first'), undefined)
+})
+
+// Regression: a struct of length 0 beyond the state vector was parked among Yjs's pending structs,
+// which Yjs then failed to encode, halfway through Y.applyUpdate.
+test('a struct or a deletion of length 0 is refused and changes nothing', t => {
+  const { r } = populated()
+  assertRefused(t, r, rawUpdate(9, 14, [{ gc: 0 }]))
+  assertRefused(t, r, rawUpdate(9, 0, [{ chunk: validChunk('x', 'first') }, { gc: 0 }]))
+  assertRefused(t, r, rawUpdate(9, 0, [], [[9, 14, 0]]))
+})
+
+// Regression: lib0 decodes a varint beyond 2^53 but refuses to read it back; an item waiting for
+// such a client was kept among the pending structs, and from then on every encoding of the doc
+// (sync answers, snapshots) threw.
+test('an update with a client id or clock beyond 2^53 is refused and the doc can still be encoded', t => {
+  const { r } = populated()
+  // Beyond 2^53, with low bits set: lib0 reads the varint of 2^55 back, not this one.
+  const huge = 58_993_715_436_632_296
+  assertRefused(t, r, rawUpdate(9, 0, [{ chunk: validChunk('x', 'first'), origin: [huge, 28] }]))
+  assertRefused(t, r, rawUpdate(huge, 0, [{ chunk: validChunk('x', 'first') }]))
+  assertRefused(t, r, rawUpdate(9, huge, [{ chunk: validChunk('x', 'first'), origin: [9, 0] }]))
+  assertRefused(t, r, rawUpdate(9, 0, [], [[9, huge, 1]]))
+  t.notThrows(() => r.encodeStateAsUpdate())
 })
