@@ -234,36 +234,32 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
 
     if (only === undefined || only === 'gateway-read') {
       const rate = 10_000
-      progress(`gateway-read: ${seconds} s at ${rate} req/s offered`)
-      const paths = sensors.map(s => `/v1/sensors/${encodeURIComponent(s)}?region=${REGION}`)
-      let i = 0
-      const readOpts = (url: string, d: number): autocannon.Options => ({
-        url,
-        connections: 20,
-        overallRate: rate,
-        duration: d,
-        requests: [{ method: 'GET', setupRequest: (req: autocannon.Request) => ({ ...req, path: paths[i++ % paths.length] }) }]
-      } as autocannon.Options)
-      await load(readOpts(a.http, 2))
-      const rr = await load(readOpts(a.http, seconds))
-      const rq = quantiles(rr.lat)
+      const connections = 20
+      // On a multi-core machine the servers get core 0 and the load generator core 1, as if the
+      // load came from other machines; the pinning is reported in the line.
+      const pin = canPin()
+      progress(`gateway-read: ${seconds} s at ${rate} req/s offered${pin ? ' (servers on core 0, load generator on core 1)' : ''}`)
+      const servers = [a, b, base].map(p => p.child.pid)
+      if (pin) for (const pid of servers) setAffinity(pid, '0')
+      const loadArgs = (url: string): string => JSON.stringify({ url, seconds, rate, connections, region: REGION, sensors: SENSORS })
+      const rr = await readLoad(loadArgs(a.http), pin)
       progress(`baseline: bare fastify answering the same reads from a Map, ${rate} req/s offered`)
-      await load(readOpts(base.http, 2))
-      const br = await load(readOpts(base.http, seconds))
+      const br = await readLoad(loadArgs(base.http), pin)
+      if (pin) for (const pid of servers) setAffinity(pid, `0-${cpus().length - 1}`)
       await stopProc(base)
-      const bq = quantiles(br.lat)
       const read = {
         bench: 'gateway-read',
         reqPerSec: Math.round(rr.ok / rr.seconds),
-        p50Ms: rq.p50,
-        p99Ms: rq.p99,
-        maxMs: rq.max,
-        baselineP50Ms: bq.p50,
-        baselineP99Ms: bq.p99,
-        ratioP99: round(rq.p99 / bq.p99, 2),
+        p50Ms: rr.p50,
+        p99Ms: rr.p99,
+        maxMs: rr.max,
+        baselineP50Ms: br.p50,
+        baselineP99Ms: br.p99,
+        ratioP99: round(rr.p99 / br.p99, 2),
         offeredPerSec: rate,
-        connections: 20,
+        connections,
         seconds,
+        pinned: pin,
         non2xx: rr.non2xx,
         errors: rr.errors
       }
@@ -333,6 +329,41 @@ async function soak (dir: string, minutes: number): Promise<Record<string, unkno
     await stopProc(b)
     await stopProc(a)
   }
+}
+
+/** Whether servers and load generator can be put on cores of their own (Linux taskset, 2+ cores). */
+function canPin (): boolean {
+  if (cpus().length < 2) return false
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Sets the CPU affinity of every thread of a process (taskset -a -p). */
+function setAffinity (pid: number | undefined, cores: string): void {
+  if (pid === undefined) return
+  execFileSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' })
+}
+
+interface ReadLoadResult { ok: number, non2xx: number, errors: number, seconds: number, p50: number, p99: number, max: number }
+
+/** Runs bench/read-load.ts (on core 1 when pinned) and returns its line. */
+async function readLoad (args: string, pin: boolean): Promise<ReadLoadResult> {
+  const script = join(here, 'read-load.ts')
+  const [cmd, argv] = pin ? ['taskset', ['-c', '1', process.execPath, script, args]] : [process.execPath, [script, args]]
+  return await new Promise<ReadLoadResult>((resolve, reject) => {
+    const child = spawn(cmd, argv as string[], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    child.on('error', reject)
+    child.on('exit', code => {
+      if (code !== 0) { reject(new Error(`read-load exited with ${code}`)); return }
+      try { resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as ReadLoadResult) } catch (err) { reject(err as Error) }
+    })
+  })
 }
 
 function gitCommit (): string | undefined {
