@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-const BENCHES = ['state.ts', 'mesh.ts', 'gateway.ts']
+const BENCHES = ['state.ts', 'mesh.ts', 'gateway.ts', 'analytics.ts']
 
 async function run (file: string, args: string[]): Promise<void> {
   const path = fileURLToPath(new URL(file, import.meta.url))

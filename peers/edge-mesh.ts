@@ -14,7 +14,9 @@
  *
  *   node flags  `--max-semi-space-size=2 --heap-growing-percent=30` (`EDGE_MESH_NODE_FLAGS`
  *               replaces them; an empty value keeps V8's defaults)
- *   env         `MALLOC_ARENA_MAX=2`, and Node's compile cache (`NODE_COMPILE_CACHE`, default
+ *   env         `MALLOC_ARENA_MAX=2`; `MALLOC_MMAP_THRESHOLD_=131072` (allocations of 128 KiB and
+ *               more, such as frames and LevelDB batches, are mapped and returned to the system
+ *               when freed instead of fragmenting the heap); Node's compile cache (`NODE_COMPILE_CACHE`, default
  *               `<tmpdir>/edge-mesh-compile-cache`) so that later starts reuse the stripped
  *               TypeScript and V8 code instead of loading the TypeScript stripper (~20 MB)
  *
@@ -34,9 +36,17 @@ interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  demo: {
+    summary: 'run a local demo mesh: gateways for three regions, an analytics peer with its dashboard, simulated sensors',
+    run: async argv => { await (await import('./demo.ts')).runDemoCommand(argv) }
+  },
   gateway: {
     summary: 'run a site gateway: mesh peer, HTTP and MQTT ingest, reads, change stream, app subscriptions, health and metrics',
     run: async argv => { await (await import('../packages/gateway/src/cli.ts')).runGatewayCommand(argv) }
+  },
+  analytics: {
+    summary: 'run the analytics peer: follows every region read-only; history, aggregates, anomalies, REST API, live stream, dashboard',
+    run: async argv => { await (await import('../packages/analytics/src/cli.ts')).runAnalyticsCommand(argv) }
   }
 }
 
@@ -68,6 +78,7 @@ function tuneRuntime (): void {
   }
   const extra: Record<string, string> = {}
   if (env.MALLOC_ARENA_MAX === undefined) extra.MALLOC_ARENA_MAX = '2'
+  if (env.MALLOC_MMAP_THRESHOLD_ === undefined) extra.MALLOC_MMAP_THRESHOLD_ = '131072'
   if (env.NODE_COMPILE_CACHE === undefined && env.NODE_DISABLE_COMPILE_CACHE === undefined) {
     extra.NODE_COMPILE_CACHE = join(tmpdir(), 'edge-mesh-compile-cache')
   }

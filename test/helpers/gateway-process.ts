@@ -17,6 +17,9 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { ExecutionContext } from 'ava'
 
+/** Where a process registers its stop: an ava `t`, or anything with the same `teardown`. */
+export type TeardownHost = Pick<ExecutionContext, 'teardown'>
+
 export const EDGE_MESH_SCRIPT = fileURLToPath(new URL('../../peers/edge-mesh.ts', import.meta.url))
 
 const DEFAULT_READY_TIMEOUT_MS = 30_000
@@ -81,6 +84,8 @@ export interface GatewayProcessOptions extends GatewayFlags {
   readyTimeoutMs?: number
   /** Bound on the SIGTERM wait of {@link GatewayProcess.stop} (and of the teardown). @default 15000 */
   stopTimeoutMs?: number
+  /** Environment variables set for the child, over this process's environment. */
+  env?: Record<string, string>
 }
 
 export interface GatewayReady {
@@ -134,7 +139,8 @@ export class GatewayProcess {
   private constructor (options: GatewayProcessOptions) {
     this.name = options.name
     this.options = options
-    this.child = spawn(process.execPath, [EDGE_MESH_SCRIPT, ...gatewayArgs(options)], { stdio: ['pipe', 'pipe', 'pipe'] })
+    const env = options.env !== undefined ? { ...process.env, ...options.env } : undefined
+    this.child = spawn(process.execPath, [EDGE_MESH_SCRIPT, ...gatewayArgs(options)], { stdio: ['pipe', 'pipe', 'pipe'], env })
     live.add(this.child)
     this.child.stdin.on('error', () => {})
     this.child.stdin.end()
@@ -159,7 +165,7 @@ export class GatewayProcess {
    * Spawns the gateway and resolves once it printed its ready line. Registers a teardown on `t`
    * that stops it (SIGTERM, then SIGKILL after a bound) if it still runs when the test ends.
    */
-  static async start (t: ExecutionContext, options: GatewayProcessOptions): Promise<GatewayProcess> {
+  static async start (t: TeardownHost, options: GatewayProcessOptions): Promise<GatewayProcess> {
     const p = new GatewayProcess(options)
     t.teardown(async () => { await p.stop() })
     const timeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
