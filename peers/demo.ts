@@ -215,6 +215,8 @@ interface Region {
   name: string
   gateways: Proc[]
   sensors: Sensor[]
+  /** The status loop's snapshots of the newest readings (see behindMs). */
+  history: Snapshot[]
 }
 
 interface SensorReply { sensor: string, t: string, writer: string }
@@ -231,31 +233,31 @@ async function gatewayView (gw: Proc, region: string): Promise<Map<string, strin
   return out
 }
 
-/** The wall time (ms) of an HLC timestamp: its first 12 hex digits (docs/PROTOCOL.md). */
-const wallOf = (t: string): number => parseInt(t.slice(0, 12), 16)
+/** What the most up-to-date view held, per sensor ("t writer"), at one status tick. */
+interface Snapshot { at: number, best: Map<string, string> }
 
 /**
- * Whether the views agree on everything older than `graceMs`: for each sensor, the newest reading
- * any view holds (greatest t, then writer) must be in every view, unless it is younger than the
- * grace (in flight). Writes never stop in the demo, so views that are equal to the last reading
- * are rare; "visible everywhere within a second" is what this checks. Returns the age of the
- * oldest reading some view lacks (0 when none does), or undefined when a view is missing.
+ * How long some view has lacked a reading another view held: the status loop keeps, per region,
+ * the newest reading any view showed at each tick; a view that still lacks a reading some view
+ * showed `graceMs` or more ago is behind by the age of that tick. Writes never stop in the demo,
+ * so views are rarely equal at one instant; "every peer holds every reading older than a second"
+ * is what this checks. Returns how far behind the furthest view is (0 when none is), or
+ * undefined when a view could not be read.
  */
-function missingAgeMs (views: Array<Map<string, string> | undefined>, now: number): number | undefined {
+function behindMs (views: Array<Map<string, string> | undefined>, history: Snapshot[], now: number, graceMs: number): number | undefined {
   if (views.some(v => v === undefined)) return undefined
   const all = views as Array<Map<string, string>>
-  const sensors = new Set(all.flatMap(v => [...v.keys()]))
-  let worst = 0
-  for (const s of sensors) {
-    let best = ''
-    for (const v of all) {
-      const x = v.get(s)
-      if (x !== undefined && x > best) best = x
+  const best = new Map<string, string>()
+  for (const v of all) for (const [s, x] of v) if (x > (best.get(s) ?? '')) best.set(s, x)
+  history.push({ at: now, best })
+  while (history.length > 0 && now - history[0].at > 10 * 60_000) history.shift()
+  for (const snap of history) {
+    if (now - snap.at < graceMs) break
+    for (const [s, x] of snap.best) {
+      if (all.some(v => (v.get(s) ?? '') < x)) return now - snap.at
     }
-    if (all.every(v => v.get(s) === best)) continue
-    worst = Math.max(worst, now - wallOf(best))
   }
-  return worst
+  return 0
 }
 
 export async function runDemoCommand (argv: string[]): Promise<void> {
@@ -306,7 +308,7 @@ export async function runDemoCommand (argv: string[]): Promise<void> {
         procs.push(p)
         gateways.push(p)
       }
-      regions.push({ name, gateways, sensors: makeSensors(i, o.sensors) })
+      regions.push({ name, gateways, sensors: makeSensors(i, o.sensors), history: [] })
     }
     if (!stopping) {
       const bootstrap = regions.flatMap(r => r.gateways.map(g => g.addrs[0]))
@@ -409,9 +411,8 @@ export async function runDemoCommand (argv: string[]): Promise<void> {
           const [a, b] = await Promise.all(r.gateways.map(async g => await gatewayView(g, r.name)))
           const latest = analytics === undefined ? undefined : await getJson<{ sensors?: Array<{ sensor: string, t: string, writer: string }> }>(`${analytics.http}/v1/latest?region=${r.name}&limit=10000`)
           const fromAnalytics = latest?.sensors === undefined ? undefined : new Map(latest.sensors.map(x => [x.sensor, `${x.t} ${x.writer}`]))
-          const missing = missingAgeMs([a, b, fromAnalytics], Date.now())
-          const converged = missing !== undefined && missing <= CONVERGED_WITHIN_MS
-          parts.push(`${r.name} age ${age} ${converged ? 'converged' : missing === undefined ? 'unreachable' : `behind ${(missing / 1000).toFixed(1)}s`}`)
+          const behind = behindMs([a, b, fromAnalytics], r.history, Date.now(), CONVERGED_WITHIN_MS)
+          parts.push(`${r.name} age ${age} ${behind === undefined ? 'unreachable' : behind === 0 ? 'converged' : `behind ${(behind / 1000).toFixed(1)}s`}`)
         }
         const elapsed = Math.round((Date.now() - t0) / 1000)
         const line = `[${String(elapsed).padStart(4)}s] ${String(rate).padStart(5)} readings/s acked (${acked} total${failed > 0 ? `, ${failed} refused` : ''}) | peers >= ${peers} | ${parts.join(' | ')}${partitionState !== '' ? ` | ${partitionState}` : ''}`
