@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: runs every benchmark in turn (each prints its JSON lines on stdout, progress on
- * stderr, and writes bench/results/<name>.json). Arguments after `--` go to every benchmark.
+ * stderr, and writes bench/results/<name>.json), then writes bench/RESULTS.md from the results.
+ * Arguments after `--` go to every benchmark.
  */
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -20,3 +21,4 @@ for (const b of BENCHES) {
   process.stderr.write(`[bench] ${b}\n`)
   await run(b, process.argv.slice(2))
 }
+await run('results-md.ts', [])
