@@ -381,7 +381,7 @@ function gitCommit (): string | undefined {
 
 async function main (): Promise<void> {
   const args = process.argv.slice(2)
-  const num = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
+  const num = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.lastIndexOf(name) + 1]) : dflt
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
   pinReads = args.includes('--pin')
   if (only !== undefined && !['gateway-ingest', 'gateway-read', 'gateway-soak'].includes(only)) throw new Error(`unknown scenario ${only}`)
