@@ -38,8 +38,8 @@ const ratio = (a: unknown, b: unknown): string => {
 
 interface Row { figure: string, value: unknown, baseline?: unknown, baselineName?: string, target?: string }
 
-function table (rows: Row[]): string {
-  const out = ['| figure | edge-mesh | baseline (same run) | ratio | target |', '|---|---|---|---|---|']
+function table (rows: Row[], baselineHeader: string = 'baseline (same run)'): string {
+  const out = [`| figure | edge-mesh | ${baselineHeader} | ratio | target |`, '|---|---|---|---|---|']
   for (const r of rows) {
     const base = r.baseline === undefined ? '–' : `${fmt(r.baseline)}${r.baselineName !== undefined ? ` (${r.baselineName})` : ''}`
     out.push(`| ${r.figure} | ${fmt(r.value)} | ${base} | ${r.baseline === undefined ? '–' : ratio(r.value, r.baseline)} | ${r.target ?? ''} |`)
@@ -62,7 +62,7 @@ function origin (f: ResultsFile | undefined): string {
 const find = (f: ResultsFile | undefined, pred: (l: Line) => boolean): Line => f?.results?.find(pred) ?? {}
 
 async function main (): Promise<void> {
-  const [state, mesh, gateway, analytics, chaos] = await Promise.all(['state', 'mesh', 'gateway', 'analytics', 'chaos'].map(load))
+  const [state, mesh, broker, gateway, analytics, chaos] = await Promise.all(['state', 'mesh', 'broker', 'gateway', 'analytics', 'chaos'].map(load))
   const sections: string[] = []
 
   const ymap = find(state, l => l.bench === 'state-baseline-ymap')
@@ -93,6 +93,15 @@ async function main (): Promise<void> {
     { figure: 'heal: converge (ms), 2 links', value: h2.convergeMs, target: '≤ 1000' },
     { figure: 'heal: bytes exchanged, 2 links', value: h2.bytes, baseline: h2.minimalBytes, baselineName: 'the compacted deltas', target: '≤ 1.5× minimal' }
   ])}`)
+
+  const b1k = find(broker, l => l.bench === 'broker-relay' && l.ratePerSec === 1000)
+  const b10k = find(broker, l => l.bench === 'broker-relay' && l.ratePerSec === 10000)
+  sections.push(`## Central broker relay (\`npm run bench:broker\`), against mesh propagation at the same rates\n\n${origin(broker)} (mesh: ${origin(mesh).replace(/_/g, '')})\n\nThe mesh figure is put → visible at every one of 9 other peers; the broker's is publish → received by all 3 subscribers through one mosquitto. Separate runs: compare with care.\n\n${table([
+    { figure: 'p50 (ms), 1k readings/s', value: p1k.p50Ms, baseline: b1k.p50Ms, baselineName: 'mosquitto, 1 → 3' },
+    { figure: 'p99 (ms), 1k readings/s', value: p1k.p99Ms, baseline: b1k.p99Ms, baselineName: 'mosquitto, 1 → 3' },
+    { figure: 'p50 (ms), 10k readings/s', value: p10k.p50Ms, baseline: b10k.p50Ms, baselineName: 'mosquitto, 1 → 3' },
+    { figure: 'p99 (ms), 10k readings/s', value: p10k.p99Ms, baseline: b10k.p99Ms, baselineName: 'mosquitto, 1 → 3' }
+  ], 'central broker (its own run)')}`)
 
   const gi = find(gateway, l => l.bench === 'gateway-ingest')
   const gr = find(gateway, l => l.bench === 'gateway-read')
