@@ -87,7 +87,18 @@ function tuneRuntime (): void {
     { ...env, ...extra, [TUNED_ENV]: '1' })
 }
 
+/** Output piped into a reader that stops early (`edge-mesh gateway --help | head`) ends quietly. */
+function quietOnClosedPipe (): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+      throw err
+    })
+  }
+}
+
 async function main (): Promise<void> {
+  quietOnClosedPipe()
   const [name, ...rest] = process.argv.slice(2)
   if (name === undefined) {
     process.stderr.write(HELP)
