@@ -100,7 +100,6 @@ async function main (): Promise<void> {
     logger
   })
   logger.info({ peerId: peer.peerId, addrs: peer.addrs(), regions: peer.regions }, 'mesh: started')
-  out({ event: 'ready', peerId: peer.peerId, addrs: peer.addrs() })
   let stopping = false
   const stop = async (): Promise<void> => {
     if (stopping) return
@@ -111,6 +110,8 @@ async function main (): Promise<void> {
   }
   process.on('SIGINT', () => { void stop() })
   process.on('SIGTERM', () => { void stop() })
+  // After the handlers: a signal sent as soon as the ready line is read must find them.
+  out({ event: 'ready', peerId: peer.peerId, addrs: peer.addrs() })
   if (values.control === true) {
     const rl = createInterface({ input: process.stdin })
     rl.on('line', line => { void command(peer, line, stop) })

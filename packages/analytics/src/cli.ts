@@ -100,10 +100,6 @@ async function serve (config: AnalyticsConfig, json: boolean, testHooks: Analyti
     process.exitCode = 1
     return
   }
-  const addrs = peer.addrs()
-  if (json) out(JSON.stringify({ event: 'ready', peerId: peer.peerId, addrs, http: peer.url }))
-  else out(`edge-mesh analytics ready: peer ${peer.peerId}, mesh ${addrs.join(' ')}, http ${peer.url}`)
-
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -127,6 +123,10 @@ async function serve (config: AnalyticsConfig, json: boolean, testHooks: Analyti
       process.exit(1)
     })
   }
+  // The handlers first: a signal sent as soon as the ready line is read must find them.
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  const addrs = peer.addrs()
+  if (json) out(JSON.stringify({ event: 'ready', peerId: peer.peerId, addrs, http: peer.url }))
+  else out(`edge-mesh analytics ready: peer ${peer.peerId}, mesh ${addrs.join(' ')}, http ${peer.url}`)
 }

@@ -115,10 +115,6 @@ async function serve (config: GatewayConfig, json: boolean, testHooks: TestHooks
     process.exitCode = 1
     return
   }
-  const addrs = gateway.addrs()
-  if (json) out(JSON.stringify({ event: 'ready', peerId: gateway.peerId, addrs, http: gateway.url }))
-  else out(`edge-mesh gateway ready: peer ${gateway.peerId}, mesh ${addrs.join(' ')}, http ${gateway.url}`)
-
   let stopping = false
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -142,6 +138,11 @@ async function serve (config: GatewayConfig, json: boolean, testHooks: TestHooks
       process.exit(1)
     })
   }
+  // The handlers first: a signal sent as soon as the ready line is read must find them (without a
+  // listener, SIGTERM's default action ends the process at once, without flushing).
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  const addrs = gateway.addrs()
+  if (json) out(JSON.stringify({ event: 'ready', peerId: gateway.peerId, addrs, http: gateway.url }))
+  else out(`edge-mesh gateway ready: peer ${gateway.peerId}, mesh ${addrs.join(' ')}, http ${gateway.url}`)
 }
