@@ -69,7 +69,11 @@ const DEFAULT_NODE_FLAGS = '--max-semi-space-size=2 --heap-growing-percent=30'
  */
 function tuneRuntime (): void {
   const env = process.env
-  if (env[TUNED_ENV] === '1') return
+  if (env[TUNED_ENV] === '1') {
+    // Done for this process; peers it starts (the demo's) tune themselves in turn.
+    delete env[TUNED_ENV]
+    return
+  }
   const flags = (env.EDGE_MESH_NODE_FLAGS ?? DEFAULT_NODE_FLAGS).split(/\s+/).filter(f => f !== '')
   const bad = flags.find(f => !/^--[a-z0-9-]+(=[\w.,-]+)?$/.test(f))
   if (bad !== undefined) {
