@@ -31,18 +31,14 @@
  *
  * (package.json: "bench:analytics": "node bench/analytics.ts")
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
-import { join, dirname } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { createInterface } from 'node:readline'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { wallOf } from '@edge-mesh/hlc'
 import { prng } from '@edge-mesh/testkit'
+import { BenchRun, EDGE_MESH_CLI, round, rssMB, sleep, startProc, stopProc, type Proc } from './lib.ts'
 
-const here = dirname(fileURLToPath(import.meta.url))
-const CLI = join(here, '..', 'peers', 'edge-mesh.ts')
 const REGIONS = ['bench-0', 'bench-1', 'bench-2']
 const SENSORS_PER_REGION = 1000
 const BATCH = 100
@@ -54,54 +50,8 @@ const DRAIN_MS = 30_000
 const PROBE_EVERY = 10
 const MAX_PROBES = 16
 
-const progress = (msg: string): void => { process.stderr.write(`[bench:analytics] ${msg}\n`) }
-const round = (x: number, d: number = 1): number => Math.round(x * 10 ** d) / 10 ** d
-const sleep = async (ms: number): Promise<void> => { await new Promise<void>(resolve => { setTimeout(resolve, ms) }) }
-
-// ------------------------------------------------------------------ processes
-
-interface Proc { child: ChildProcess, http: string, addrs: string[], peerId: string, stderrTail: string[] }
-
-async function startProc (args: string[], what: string): Promise<Proc> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const stderrTail: string[] = []
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', l => {
-    stderrTail.push(l)
-    if (stderrTail.length > 20) stderrTail.shift()
-  })
-  return await new Promise<Proc>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${what} did not start in 30 s:\n${stderrTail.join('\n')}`)) }, 30_000)
-    child.on('exit', code => { clearTimeout(timer); reject(new Error(`${what} exited with ${code}:\n${stderrTail.join('\n')}`)) })
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
-      let ev: { event?: string, http?: string, addrs?: string[], peerId?: string }
-      try { ev = JSON.parse(line) } catch { return }
-      if (ev.event === 'ready' && typeof ev.http === 'string') {
-        clearTimeout(timer)
-        child.removeAllListeners('exit')
-        resolve({ child, http: ev.http, addrs: ev.addrs ?? [], peerId: ev.peerId ?? '', stderrTail })
-      }
-    })
-  })
-}
-
-async function stopProc (p: Proc): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return
-  await new Promise<void>(resolve => {
-    const t = setTimeout(() => { p.child.kill('SIGKILL') }, 15_000)
-    p.child.once('exit', () => { clearTimeout(t); resolve() })
-    p.child.kill('SIGTERM')
-  })
-}
-
-async function rssMB (pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN
-  try {
-    const m = /VmRSS:\s*(\d+)\s*kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
-    return m !== null ? round(Number(m[1]) / 1024) : NaN
-  } catch {
-    return NaN
-  }
-}
+const run = new BenchRun('analytics')
+const progress = run.progress
 
 // ------------------------------------------------------------------ metrics
 
@@ -168,9 +118,9 @@ async function follow (dir: string, seconds: number): Promise<Record<string, unk
     for (const [i, region] of REGIONS.entries()) {
       const args = ['gateway', '--json', '--region', region, '--data', join(dir, `gw-${i}`), '--http', '127.0.0.1:0', '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn']
       if (i > 0) args.push('--bootstrap', gateways[0].addrs[0])
-      gateways.push(await startProc(args, `gateway ${region}`))
+      gateways.push(await startProc([EDGE_MESH_CLI, ...args], `gateway ${region}`))
     }
-    const an = analytics = await startProc(['analytics', '--json', '--data', join(dir, 'analytics'), '--http', '127.0.0.1:0', '--log-level', 'warn',
+    const an = analytics = await startProc([EDGE_MESH_CLI, 'analytics', '--json', '--data', join(dir, 'analytics'), '--http', '127.0.0.1:0', '--log-level', 'warn',
       ...gateways.flatMap(g => ['--bootstrap', g.addrs[0]])], 'analytics')
     const discoverEnd = Date.now() + 30_000
     for (;;) {
@@ -326,39 +276,19 @@ async function follow (dir: string, seconds: number): Promise<Record<string, unk
   }
 }
 
-function gitCommit (): string | undefined {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return undefined
-  }
-}
-
 async function main (): Promise<void> {
   const args = process.argv.slice(2)
   const seconds = args.includes('--seconds') ? Number(args[args.indexOf('--seconds') + 1]) : 30
   if (!(seconds > 0 && seconds <= 3600)) throw new Error('--seconds must be between 0 and 3600')
   const dir = await mkdtemp(join(tmpdir(), 'edge-mesh-bench-analytics-'))
-  const started = performance.now()
-  const load0 = loadavg().map(x => round(x, 2))
   let line: Record<string, unknown>
   try {
     line = await follow(dir, seconds)
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
-  process.stdout.write(JSON.stringify(line) + '\n')
-  const cpu = cpus()
-  await mkdir(join(here, 'results'), { recursive: true })
-  await writeFile(join(here, 'results', 'analytics.json'), JSON.stringify({
-    date: new Date().toISOString(),
-    node: process.version,
-    commit: gitCommit(),
-    machine: { cores: cpu.length, cpu: cpu[0]?.model, memoryMB: Math.round(totalmem() / 2 ** 20), loadavgAtStart: load0 },
-    durationS: round((performance.now() - started) / 1000),
-    results: [line]
-  }, null, 2) + '\n')
-  progress(`done in ${Math.round((performance.now() - started) / 1000)} s`)
+  run.print(line)
+  await run.save([line])
 }
 
 await main()

@@ -15,21 +15,15 @@
  *   npm run bench:broker                   1k and 10k readings/s, 5 s each
  *   npm run bench:broker -- --seconds 10 --qos 1
  */
-import { execFileSync } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
-import { cpus, loadavg, totalmem } from 'node:os'
-import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { fileURLToPath } from 'node:url'
 import mqtt, { type MqttClient } from 'mqtt'
 import { findMosquitto, startMosquitto } from '../test/helpers/mosquitto.ts'
+import { BenchRun, quantiles, round, sleep } from './lib.ts'
 
-const here = dirname(fileURLToPath(import.meta.url))
 const SUBSCRIBERS = 3
 const TOPIC_ROOT = 'sensors/bench'
-const progress = (msg: string): void => { process.stderr.write(`[bench:broker] ${msg}\n`) }
-const round = (x: number, d: number = 2): number => Math.round(x * 10 ** d) / 10 ** d
-const sleep = async (ms: number): Promise<void> => { await new Promise<void>(resolve => { setTimeout(resolve, ms) }) }
+const run = new BenchRun('broker')
+const progress = run.progress
 
 async function connect (url: string, id: string): Promise<MqttClient> {
   return await mqtt.connectAsync(url, { clientId: id, reconnectPeriod: 0, protocolVersion: 4 })
@@ -71,26 +65,17 @@ async function relay (url: string, rate: number, seconds: number, qos: 0 | 1): P
   const until = performance.now() + 10_000
   while (received < total * SUBSCRIBERS && performance.now() < until) await sleep(20)
   await Promise.all([...subs, pub].map(async c => { await c.endAsync(true) }))
-  const s = Float64Array.from(lat).sort()
-  const at = (q: number): number => s.length === 0 ? NaN : round(s[Math.min(s.length - 1, Math.floor(q * s.length))], 3)
+  const q = quantiles(lat)
   return {
     bench: 'broker-relay',
     ratePerSec: rate,
     subscribers: SUBSCRIBERS,
-    p50Ms: at(0.5),
-    p99Ms: at(0.99),
-    maxMs: at(1),
+    p50Ms: q.p50,
+    p99Ms: q.p99,
+    maxMs: q.max,
     delivered: round(received / (total * SUBSCRIBERS), 4),
     qos,
     seconds
-  }
-}
-
-function gitCommit (): string | undefined {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return undefined
   }
 }
 
@@ -105,8 +90,6 @@ async function main (): Promise<void> {
     process.stderr.write('bench:broker needs mosquitto: apt-get update && apt-get install -y --no-install-recommends mosquitto\n')
     process.exit(1)
   }
-  const load0 = loadavg().map(x => round(x))
-  const started = performance.now()
   const broker = await startMosquitto({ maxInflight: 1000 })
   const lines: Array<Record<string, unknown>> = []
   try {
@@ -114,22 +97,12 @@ async function main (): Promise<void> {
       progress(`${rate} readings/s for ${seconds} s, 1 publisher -> mosquitto -> ${SUBSCRIBERS} subscribers, QoS ${qos}`)
       const line = await relay(broker.url, rate, seconds, qos)
       lines.push(line)
-      process.stdout.write(JSON.stringify(line) + '\n')
+      run.print(line)
     }
   } finally {
     await broker.stop()
   }
-  const cpu = cpus()
-  await mkdir(join(here, 'results'), { recursive: true })
-  await writeFile(join(here, 'results', 'broker.json'), JSON.stringify({
-    date: new Date().toISOString(),
-    node: process.version,
-    commit: gitCommit(),
-    machine: { cores: cpu.length, cpu: cpu[0]?.model, memoryMB: Math.round(totalmem() / 2 ** 20), loadavgAtStart: load0 },
-    durationS: round((performance.now() - started) / 1000, 1),
-    results: lines
-  }, null, 2) + '\n')
-  progress(`done in ${Math.round((performance.now() - started) / 1000)} s`)
+  await run.save(lines)
 }
 
 await main()

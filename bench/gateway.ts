@@ -26,94 +26,34 @@
  *   npm run bench:gateway -- --minutes 2          a shorter soak
  *   npm run bench:gateway -- --only gateway-read  one scenario (ingest runs first to fill the state)
  *   npm run bench:gateway -- --pin                reads with the servers on core 0, the load on core 1
+ *   npm run bench:gateway -- --load autocannon    reads loaded by autocannon (default: wrk if installed)
  */
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
+import { execFileSync } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { cpus, tmpdir } from 'node:os'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createInterface } from 'node:readline'
 import { performance } from 'node:perf_hooks'
 import autocannon from 'autocannon'
 import { prng } from '@edge-mesh/testkit'
+import { BenchRun, EDGE_MESH_CLI, lastJsonLine, quantiles, round, rssMB, rssSampler, sleep, startProc, stopProc, type Proc } from './lib.ts'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const root = join(here, '..')
-const CLI = join(root, 'peers', 'edge-mesh.ts')
 const BASELINE = join(here, 'gateway-baseline-server.ts')
 const REGION = 'bench'
 const SENSORS = 10_000
 const BATCH = 1000
 
-const progress = (msg: string): void => { process.stderr.write(`[bench:gateway] ${msg}\n`) }
-const round = (x: number, d: number = 1): number => Math.round(x * 10 ** d) / 10 ** d
-const sleep = async (ms: number): Promise<void> => { await new Promise<void>(resolve => { setTimeout(resolve, ms) }) }
+const run = new BenchRun('gateway')
+const progress = run.progress
 
 // ------------------------------------------------------------------ processes
 
-interface Proc { child: ChildProcess, http: string, addrs: string[], peerId: string, stderrTail: string[] }
-
-/** Starts a process that prints one JSON ready line with `http` (and, for a gateway, `addrs`, `peerId`). */
-async function startProc (args: string[], what: string): Promise<Proc> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-  const stderrTail: string[] = []
-  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', l => {
-    stderrTail.push(l)
-    if (stderrTail.length > 20) stderrTail.shift()
-  })
-  return new Promise<Proc>((resolve, reject) => {
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${what} did not start in 30 s:\n${stderrTail.join('\n')}`)) }, 30_000)
-    child.on('exit', code => { clearTimeout(timer); reject(new Error(`${what} exited with ${code}:\n${stderrTail.join('\n')}`)) })
-    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
-      let ev: { event?: string, http?: string, addrs?: string[], peerId?: string }
-      try { ev = JSON.parse(line) } catch { return }
-      if (ev.event === 'ready' && typeof ev.http === 'string') {
-        clearTimeout(timer)
-        child.removeAllListeners('exit')
-        resolve({ child, http: ev.http, addrs: ev.addrs ?? [], peerId: ev.peerId ?? '', stderrTail })
-      }
-    })
-  })
-}
-
 async function startGateway (data: string, bootstrap: string[] = []): Promise<Proc> {
-  const args = [CLI, 'gateway', '--json', '--region', REGION, '--data', data, '--http', '127.0.0.1:0',
+  const args = [EDGE_MESH_CLI, 'gateway', '--json', '--region', REGION, '--data', data, '--http', '127.0.0.1:0',
     '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn']
   for (const b of bootstrap) args.push('--bootstrap', b)
   return startProc(args, 'gateway')
-}
-
-async function stopProc (p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (p.child.exitCode !== null || p.child.signalCode !== null) return
-  await new Promise<void>(resolve => {
-    const t = setTimeout(() => { p.child.kill('SIGKILL') }, 15_000)
-    p.child.once('exit', () => { clearTimeout(t); resolve() })
-    p.child.kill(signal)
-  })
-}
-
-/** Resident set size of a process, MB (Linux /proc). */
-async function rssMB (pid: number | undefined): Promise<number> {
-  if (pid === undefined) return NaN
-  try {
-    const m = /VmRSS:\s*(\d+)\s*kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
-    return m !== null ? round(Number(m[1]) / 1024) : NaN
-  } catch {
-    return NaN
-  }
-}
-
-/** Samples a process's RSS every `everyMs` until stopped; returns the peak. */
-function rssSampler (pid: number | undefined, everyMs: number = 250): { stop: () => Promise<number> } {
-  let peak = 0
-  let on = true
-  const loop = (async () => {
-    while (on) {
-      peak = Math.max(peak, await rssMB(pid) || 0)
-      await sleep(everyMs)
-    }
-  })()
-  return { stop: async () => { on = false; await loop; return round(peak) } }
 }
 
 // ------------------------------------------------------------------ load
@@ -144,13 +84,6 @@ async function load (opts: autocannon.Options): Promise<LoadResult> {
   })
   const seconds = (performance.now() - t0) / 1000
   return { requests: ok + non2xx, ok, non2xx, errors: result.errors, seconds, lat }
-}
-
-function quantiles (lat: number[]): { p50: number, p99: number, max: number } {
-  if (lat.length === 0) return { p50: NaN, p99: NaN, max: NaN }
-  const s = Float64Array.from(lat).sort()
-  const at = (q: number): number => s[Math.min(s.length - 1, Math.floor(q * s.length))]
-  return { p50: round(at(0.5), 3), p99: round(at(0.99), 3), max: round(s[s.length - 1], 3) }
 }
 
 async function ingestLoad (url: string, seconds: number, connections: number, seed: number): Promise<LoadResult> {
@@ -230,7 +163,7 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
     }
     if (only === undefined || only === 'gateway-ingest') {
       lines.push(ingest)
-      process.stdout.write(JSON.stringify(ingest) + '\n')
+      run.print(ingest)
     }
 
     if (only === undefined || only === 'gateway-read') {
@@ -244,9 +177,13 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
       const servers = [a, b, base].map(p => p.child.pid)
       if (pin) for (const pid of servers) setAffinity(pid, '0')
       const loadArgs = (url: string): string => JSON.stringify({ url, seconds, rate, connections, region: REGION, sensors: SENSORS })
-      const rr = await readLoad(loadArgs(a.http), pin)
+      const tool = loadTool ?? (haveWrk() ? 'wrk' : 'autocannon')
+      const load = async (url: string): Promise<ReadLoadResult & { connections: number }> =>
+        tool === 'wrk' ? await wrkLoad(url, seconds, rate, pin) : { ...await readLoad(loadArgs(url), seconds, pin), connections }
+      progress(`gateway A, load generator ${tool}`)
+      const rr = await load(a.http)
       progress(`baseline: bare fastify answering the same reads from a Map, ${rate} req/s offered`)
-      const br = await readLoad(loadArgs(base.http), pin)
+      const br = await load(base.http)
       if (pin) for (const pid of servers) setAffinity(pid, `0-${cpus().length - 1}`)
       await stopProc(base)
       const read = {
@@ -259,14 +196,16 @@ async function ingestAndRead (dir: string, seconds: number, only: string | undef
         baselineP99Ms: br.p99,
         ratioP99: round(rr.p99 / br.p99, 2),
         offeredPerSec: rate,
-        connections,
+        loadTool: tool,
+        connections: rr.connections,
+        baselineConnections: br.connections,
         seconds,
         pinned: pin,
         non2xx: rr.non2xx,
         errors: rr.errors
       }
       lines.push(read)
-      process.stdout.write(JSON.stringify(read) + '\n')
+      run.print(read)
     }
   } finally {
     if (base !== undefined) await stopProc(base)
@@ -335,6 +274,8 @@ async function soak (dir: string, minutes: number): Promise<Record<string, unkno
 
 /** `--pin`: run the read scenario with servers and load generator on separate cores. */
 let pinReads = false
+/** `--load wrk|autocannon`: the read scenario's load generator (default: wrk if installed). */
+let loadTool: 'wrk' | 'autocannon' | undefined
 
 /** Whether servers and load generator can be put on cores of their own (Linux taskset, 2+ cores). */
 function canPin (): boolean {
@@ -355,28 +296,50 @@ function setAffinity (pid: number | undefined, cores: string): void {
 
 interface ReadLoadResult { ok: number, non2xx: number, errors: number, seconds: number, p50: number, p99: number, max: number }
 
-/** Runs bench/read-load.ts (on core 1 when pinned) and returns its line. */
-async function readLoad (args: string, pin: boolean): Promise<ReadLoadResult> {
+/** Runs bench/read-load.ts (autocannon; on core 1 when pinned) for `seconds` and returns its line. */
+async function readLoad (args: string, seconds: number, pin: boolean): Promise<ReadLoadResult> {
   const script = join(here, 'read-load.ts')
   const [cmd, argv] = pin ? ['taskset', ['-c', '1', process.execPath, script, args]] : [process.execPath, [script, args]]
-  return await new Promise<ReadLoadResult>((resolve, reject) => {
-    const child = spawn(cmd, argv as string[], { stdio: ['ignore', 'pipe', 'inherit'] })
-    let out = ''
-    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
-    child.on('error', reject)
-    child.on('exit', code => {
-      if (code !== 0) { reject(new Error(`read-load exited with ${code}`)); return }
-      try { resolve(JSON.parse(out.trim().split('\n').pop() ?? '') as ReadLoadResult) } catch (err) { reject(err as Error) }
-    })
-  })
+  return await lastJsonLine<ReadLoadResult>(cmd as string, argv as string[], 'read-load', seconds * 1000 + 5 * 60_000)
 }
 
-function gitCommit (): string | undefined {
+/** Whether wrk (Debian's `wrk` package) is on the PATH. */
+function haveWrk (): boolean {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return undefined
+    execFileSync('wrk', ['--version'], { stdio: 'ignore' })
+    return true
+  } catch (err) {
+    // wrk --version prints its usage and exits 1: it is there unless spawning failed.
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'
   }
+}
+
+/** The pause of each wrk connection between a reply and its next request, ms (see bench/read-load.lua). */
+const WRK_DELAY_MS = 2
+
+interface WrkLine { requests: number, non2xx: number, errors: number, seconds: number, p50: number, p99: number, max: number }
+
+async function wrkRun (url: string, connections: number, seconds: number, pin: boolean): Promise<WrkLine> {
+  const wrk = ['wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '-s', join(here, 'read-load.lua'), url]
+  const [cmd, argv] = pin ? ['taskset', ['-c', '1', ...wrk]] : [wrk[0], wrk.slice(1)]
+  process.env.READ_REGION = REGION
+  process.env.READ_SENSORS = String(SENSORS)
+  process.env.READ_DELAY_MS = String(WRK_DELAY_MS)
+  return await lastJsonLine<WrkLine>(cmd, argv, 'wrk', seconds * 1000 + 60_000)
+}
+
+/**
+ * The reads with wrk (C, one thread): each connection keeps one request in flight and pauses
+ * WRK_DELAY_MS after each reply, so the offered rate is set by the number of connections. A 3 s
+ * run with 20 connections (also the warm-up) measures the rate one connection gives against this
+ * server; the measured run uses as many connections as `rate` needs.
+ */
+async function wrkLoad (url: string, seconds: number, rate: number, pin: boolean): Promise<ReadLoadResult & { connections: number }> {
+  const probe = await wrkRun(url, 20, 3, pin)
+  const perConnection = probe.requests / probe.seconds / 20
+  const connections = Math.max(1, Math.min(500, Math.round(rate / perConnection)))
+  const r = await wrkRun(url, connections, seconds, pin)
+  return { ok: r.requests - r.non2xx, non2xx: r.non2xx, errors: r.errors, seconds: r.seconds, p50: r.p50, p99: r.p99, max: r.max, connections }
 }
 
 async function main (): Promise<void> {
@@ -384,36 +347,30 @@ async function main (): Promise<void> {
   const num = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.lastIndexOf(name) + 1]) : dflt
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined
   pinReads = args.includes('--pin')
+  if (args.includes('--load')) {
+    const t = args[args.indexOf('--load') + 1]
+    if (t !== 'wrk' && t !== 'autocannon') throw new Error(`--load must be wrk or autocannon, not ${JSON.stringify(t)}`)
+    if (t === 'wrk' && !haveWrk()) throw new Error('--load wrk: wrk is not installed (apt-get install wrk)')
+    loadTool = t
+  }
   if (only !== undefined && !['gateway-ingest', 'gateway-read', 'gateway-soak'].includes(only)) throw new Error(`unknown scenario ${only}`)
   const seconds = num('--seconds', 10)
   const minutes = num('--minutes', 10)
   if (!(seconds > 0 && seconds <= 600)) throw new Error('--seconds must be between 0 and 600')
   if (!(minutes > 0 && minutes <= 120)) throw new Error('--minutes must be between 0 and 120')
   const dir = await mkdtemp(join(tmpdir(), 'edge-mesh-bench-gateway-'))
-  const started = performance.now()
-  const load0 = loadavg().map(x => round(x, 2))
   const lines: Array<Record<string, unknown>> = []
   try {
     if (only !== 'gateway-soak') lines.push(...await ingestAndRead(dir, seconds, only))
     if (only === undefined || only === 'gateway-soak') {
       const s = await soak(dir, minutes)
       lines.push(s)
-      process.stdout.write(JSON.stringify(s) + '\n')
+      run.print(s)
     }
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
-  const cpu = cpus()
-  await mkdir(join(here, 'results'), { recursive: true })
-  await writeFile(join(here, 'results', 'gateway.json'), JSON.stringify({
-    date: new Date().toISOString(),
-    node: process.version,
-    commit: gitCommit(),
-    machine: { cores: cpu.length, cpu: cpu[0]?.model, memoryMB: Math.round(totalmem() / 2 ** 20), loadavgAtStart: load0 },
-    durationS: round((performance.now() - started) / 1000),
-    results: lines
-  }, null, 2) + '\n')
-  progress(`done in ${Math.round((performance.now() - started) / 1000)} s`)
+  await run.save(lines)
 }
 
 await main()

@@ -30,11 +30,8 @@
  * own process was several times slower at 10k readings/s (10 processes contending for 2 cores);
  * two worker threads match the two cores (bench/README.md).
  */
-import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
-import { cpus, totalmem, loadavg } from 'node:os'
-import { join, dirname } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
@@ -42,8 +39,8 @@ import { createMeshPeer, type MeshPeer, type MeshPeerInit, type MeshStats } from
 import type { Change } from '@edge-mesh/region-state'
 import { prng } from '@edge-mesh/testkit'
 import { REGION, SENSORS, TICK_MS, TOPIC, type FrameRecord, type Kind, type ReceiverReport } from './mesh-worker.ts'
+import { BenchRun, lastJsonLine, round, sleep } from './lib.ts'
 
-const here = dirname(fileURLToPath(import.meta.url))
 const PEERS = 10
 /** Anti-entropy period in the heal scenario (the default, 10 s, in the propagation one). */
 const HEAL_SYNC_MS = 1000
@@ -52,10 +49,8 @@ const HEAL_BATCH = 100
 
 interface Job { bench: string, args: string[], label: string }
 
-
-const progress = (msg: string): void => { process.stderr.write(`[bench:mesh] ${msg}\n`) }
-const round = (x: number, d: number = 1): number => Math.round(x * 10 ** d) / 10 ** d
-const sleep = async (ms: number): Promise<void> => { await new Promise<void>(resolve => { setTimeout(resolve, ms) }) }
+const run = new BenchRun('mesh')
+const progress = run.progress
 
 /** Polls `cond` every `everyMs` until it holds; throws after `timeoutMs`. Returns the time waited. */
 async function waitFor (what: string, cond: () => boolean, timeoutMs: number, everyMs: number = 20): Promise<number> {
@@ -624,32 +619,13 @@ async function child (args: string[]): Promise<void> {
   const line = bench === 'mesh-propagation'
     ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2))
     : await heal({ links: arg('--links', 1), sensors: arg('--sensors', SENSORS), writes: arg('--writes', HEAL_WRITES), syncIntervalMs: arg('--sync-ms', HEAL_SYNC_MS) })
-  process.stdout.write(JSON.stringify(line) + '\n')
+  run.print(line)
   // libp2p leaves sockets and timers behind for a moment after stop(): do not wait for them.
   process.exit(0)
 }
 
 async function runChild (job: Job): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [fileURLToPath(import.meta.url), '--child', job.bench, ...job.args], { stdio: ['ignore', 'pipe', 'inherit'] })
-    let out = ''
-    const timer = setTimeout(() => { p.kill('SIGKILL') }, 10 * 60_000)
-    p.stdout.on('data', (d: Buffer) => { out += d.toString() })
-    p.on('error', reject)
-    p.on('exit', code => {
-      clearTimeout(timer)
-      if (code !== 0) reject(new Error(`${job.label} exited with ${code}`))
-      else resolve(JSON.parse(out.trim().split('\n').at(-1) as string) as Record<string, unknown>)
-    })
-  })
-}
-
-function gitCommit (): string | undefined {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-  } catch {
-    return undefined
-  }
+  return await lastJsonLine(process.execPath, [fileURLToPath(import.meta.url), '--child', job.bench, ...job.args], job.label)
 }
 
 async function main (): Promise<void> {
@@ -669,27 +645,14 @@ async function main (): Promise<void> {
     { bench: 'mesh-heal', args: ['--links', '2', ...healArgs], label: 'mesh-heal, 2 links' }
   ].filter(j => only === undefined || j.bench === only)
   if (jobs.length === 0) throw new Error(`unknown scenario ${only}`)
-  const started = performance.now()
-  const load = loadavg().map(x => round(x, 2))
   const lines: Array<Record<string, unknown>> = []
   for (const job of jobs) {
     progress(`running ${job.label}`)
     const line = await runChild(job)
     lines.push(line)
-    process.stdout.write(JSON.stringify(line) + '\n')
+    run.print(line)
   }
-  const cpu = cpus()
-  await mkdir(join(here, 'results'), { recursive: true })
-  await writeFile(join(here, 'results', 'mesh.json'), JSON.stringify({
-    date: new Date().toISOString(),
-    node: process.version,
-    commit: gitCommit(),
-    machine: { cores: cpu.length, cpu: cpu[0]?.model, memoryMB: Math.round(totalmem() / 2 ** 20), loadavgAtStart: load },
-    seconds,
-    durationS: round((performance.now() - started) / 1000),
-    results: lines
-  }, null, 2) + '\n')
-  progress(`done in ${Math.round((performance.now() - started) / 1000)} s`)
+  await run.save(lines, { seconds })
 }
 
 await main()

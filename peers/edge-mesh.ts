@@ -47,6 +47,10 @@ const COMMANDS: Record<string, Command> = {
   analytics: {
     summary: 'run the analytics peer: follows every region read-only; history, aggregates, anomalies, REST API, live stream, dashboard',
     run: async argv => { await (await import('../packages/analytics/src/cli.ts')).runAnalyticsCommand(argv) }
+  },
+  'peer-id': {
+    summary: 'print the peer id of a data dir (creating its key if needed), for --bootstrap addresses and --writer lists',
+    run: async argv => { await (await import('./peer-id.ts')).runPeerIdCommand(argv) }
   }
 }
 

@@ -680,7 +680,10 @@ test.serial('MQTT messages published while gateway A is down (SIGKILL) are inges
   const pub = await mqtt.connectAsync(broker.url, { clientId: `e2e-publisher-rs-${process.pid}`, reconnectPeriod: 0 })
   t.teardown(async () => { await pub.endAsync(true) })
 
-  await pub.publishAsync(`sensors/${REGION}/line-1/temp`, '20', { qos: 1 })
+  // With a device ts: the kill may come after the reading is durable but before its PUBACK is
+  // sent, and then the broker delivers it again to A2, which must see a duplicate (QoS 1 is
+  // at-least-once; only a device ts or an idempotency key makes a redelivery recognisable).
+  await pub.publishAsync(`sensors/${REGION}/line-1/temp`, JSON.stringify({ value: 20, ts: TS0 - 1000 }), { qos: 1 })
   await readUntil(a, 'line-1/temp', 20)
   t.is((await a.kill('SIGKILL')).signal, 'SIGKILL')
 

@@ -5,10 +5,9 @@
  */
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidOptionsError } from '@edge-mesh/errors'
-import { isValidRegionName } from '@edge-mesh/region-state'
+import { LOG_LEVELS, parseFlags, parseWriterFlags, type LogLevel } from '@edge-mesh/service'
 
 /** Defaults of the settings that have one. */
 export const ANALYTICS_DEFAULTS = {
@@ -27,10 +26,6 @@ export const ANALYTICS_DEFAULTS = {
    */
   storeMaxBatchReadings: 10_000
 } as const
-
-/** Log levels of the structured logs. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = typeof LOG_LEVELS[number]
 
 /** The settings of `edge-mesh analytics` after parsing. */
 export interface AnalyticsConfig {
@@ -111,42 +106,13 @@ function checkMultiaddr (s: string, flag: string, needPeerId: boolean): string {
   return s
 }
 
-/** A libp2p peer id as printed by a gateway (base58btc `12D3KooW…` or `Qm…`, or a CID `bafz…`). */
-const PEER_ID = /^(12D3KooW|Qm|16Uiu2)[1-9A-HJ-NP-Za-km-z]{20,100}$|^b[a-z2-7]{50,120}$/
-
-function writersFromFlags (list: string[]): Record<string, string[]> {
-  const out: Record<string, string[]> = {}
-  for (const item of list) {
-    const i = item.indexOf('=')
-    if (i <= 0) fail('--writer', `expected <region>=<peer id>, got ${JSON.stringify(item)}`, { value: item })
-    const region = item.slice(0, i)
-    const id = item.slice(i + 1)
-    if (!isValidRegionName(region)) fail('--writer', `invalid region name ${JSON.stringify(region)}`, { value: item })
-    if (!PEER_ID.test(id)) fail('--writer', `${JSON.stringify(id)} is not a peer id (a gateway prints its own on start, e.g. 12D3KooW...)`, { value: item })
-    ;(out[region] ??= []).push(id)
-  }
-  return out
-}
-
 /**
  * Parses the arguments of `edge-mesh analytics` (without the subcommand). Throws
  * `InvalidOptionsError` naming the flag at fault.
  */
 export async function parseAnalyticsCommand (argv: string[], cwd: string = process.cwd()): Promise<ParsedAnalyticsCommand> {
-  let values: Record<string, string | boolean | string[] | undefined>
-  let positionals: string[]
-  try {
-    ({ values, positionals } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: true }))
-  } catch (err) {
-    const msg = (err as Error).message
-    const flag = /'(-{1,2}[^' ]+)/.exec(msg)?.[1]
-    if (flag !== undefined && msg.startsWith('Unknown option')) throw new InvalidOptionsError(`unknown flag ${flag} (see edge-mesh analytics --help)`, { flag })
-    throw new InvalidOptionsError(msg, flag !== undefined ? { flag } : {})
-  }
+  const values = parseFlags(argv, FLAGS, 'edge-mesh analytics')
   if (values.help === true) return { help: true }
-  if (positionals.length > 0) {
-    throw new InvalidOptionsError(`unexpected argument ${JSON.stringify(positionals[0])} (every setting is a --flag)`, { value: positionals[0] })
-  }
   const str = (name: string): string | undefined => values[name] as string | undefined
   const list = (name: string): string[] => (values[name] as string[] | undefined) ?? []
 
@@ -174,7 +140,7 @@ export async function parseAnalyticsCommand (argv: string[], cwd: string = proce
   }
   if (config.listen.length === 0) config.listen = [...ANALYTICS_DEFAULTS.listen]
   const writers = list('writer')
-  if (writers.length > 0) config.writers = writersFromFlags(writers)
+  if (writers.length > 0) config.writers = parseWriterFlags(writers, '--writer')
   const sync = str('sync-interval')
   if (sync !== undefined) config.syncIntervalMs = intFlag(sync, '--sync-interval', 0)
   const psk = str('psk')

@@ -4,16 +4,18 @@
  * stream (SSE), health, readiness, metrics, and the dashboard's static files.
  *
  * Every error reply is JSON `{ error, code, details? }` with the status of its code
- * (`httpStatusFor` of @edge-mesh/errors), built by the one error handler below, as the gateway's.
+ * (`httpStatusFor` of @edge-mesh/errors), built by the error handler the gateway uses too
+ * (`installErrorReplies` of @edge-mesh/service).
  * Query parameters are checked here (unknown or repeated ones, numbers, times) and by the store
  * (region names, sensor ids, ranges, limits): any bad one is a 400 `EM_ERR_INVALID_OPTIONS` naming
  * it. A valid region name that the peer neither follows nor has history of is a 404.
  */
 import { readFile, stat } from 'node:fs/promises'
 import { extname, join, resolve, sep } from 'node:path'
-import { LogController, fastify, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { EdgeMeshError, httpStatusFor, isEdgeMeshError, type ErrorCode } from '@edge-mesh/errors'
+import { EdgeMeshError } from '@edge-mesh/errors'
+import { installErrorReplies, registerOperationRoutes } from '@edge-mesh/service'
 import { isValidRegionName } from '@edge-mesh/region-state'
 import type { AnalyticsStore } from './store.ts'
 import { STREAM_EVENTS, type LiveStream, type StreamEvent } from './live-stream.ts'
@@ -187,53 +189,12 @@ function defined<T extends Record<string, unknown>> (o: T): T {
   return o
 }
 
-// ------------------------------------------------------------------ errors
-
-/** Maps fastify's own errors (body parsing, validation, routing) to edge-mesh errors. */
-function toEdgeMeshError (err: unknown): EdgeMeshError | undefined {
-  if (isEdgeMeshError(err)) return err
-  const e = err as FastifyError & { validation?: Array<{ instancePath?: string, message?: string }>, validationContext?: string }
-  if (Array.isArray(e.validation)) {
-    const first = e.validation[0]
-    const where = first?.instancePath ?? ''
-    const code: ErrorCode = e.validationContext === 'body' ? 'EM_ERR_INVALID_BODY' : 'EM_ERR_INVALID_OPTIONS'
-    return new EdgeMeshError(code, `${e.validationContext ?? 'request'}${where.replace(/\//g, '.')} ${first?.message ?? 'is invalid'}`, { in: e.validationContext, path: where })
-  }
-  switch (e.code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new EdgeMeshError('EM_ERR_UNSUPPORTED_MEDIA_TYPE', 'the body must be JSON (Content-Type: application/json)', {})
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new EdgeMeshError('EM_ERR_PAYLOAD_TOO_LARGE', 'the request body is over the size limit', {})
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new EdgeMeshError('EM_ERR_INVALID_BODY', `the body is not valid JSON: ${e.message}`, {})
-  }
-  if (err instanceof SyntaxError) return new EdgeMeshError('EM_ERR_INVALID_BODY', `the body is not valid JSON: ${err.message}`, {})
-  switch (e.statusCode) {
-    case 400: return new EdgeMeshError('EM_ERR_INVALID_BODY', e.message, {})
-    case 404: return new EdgeMeshError('EM_ERR_NOT_FOUND', e.message, {})
-    case 413: return new EdgeMeshError('EM_ERR_PAYLOAD_TOO_LARGE', e.message, {})
-    case 415: return new EdgeMeshError('EM_ERR_UNSUPPORTED_MEDIA_TYPE', e.message, {})
-    case 503: return new EdgeMeshError('EM_ERR_UNAVAILABLE', e.message, {})
-  }
-  return undefined
-}
-
-/** Details safe to show: a client error's (but a cause); only the retry hint of a server error's. */
-function publicDetails (err: EdgeMeshError, status: number): Record<string, unknown> {
-  if (status >= 500) return typeof err.details.retryAfterMs === 'number' ? { retryAfterMs: err.details.retryAfterMs } : {}
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(err.details)) if (k !== 'cause') out[k] = v
-  return out
-}
-
 // ------------------------------------------------------------------ the app
 
 /** Builds the fastify app (not listening yet). */
 export function createAnalyticsHttp (init: AnalyticsHttpInit): AnalyticsHttp {
   const { api, live, logger } = init
   const store = api.store
-  const errors: Record<string, number> = {}
   const publicDir = resolve(init.publicDir)
 
   const app = fastify({
@@ -246,25 +207,7 @@ export function createAnalyticsHttp (init: AnalyticsHttpInit): AnalyticsHttp {
   })
   app.removeContentTypeParser('text/plain')
 
-  app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    const mapped = toEdgeMeshError(err)
-    const status = mapped !== undefined ? httpStatusFor(mapped) : 500
-    const code: ErrorCode = mapped?.code ?? 'EM_ERR_INTERNAL'
-    errors[code] = (errors[code] ?? 0) + 1
-    if (mapped === undefined || status >= 500) logger.error({ err, code, method: req.method, url: req.url }, 'analytics:http request failed')
-    if (mapped !== undefined && (status === 429 || status === 503)) {
-      const ms = mapped.details.retryAfterMs
-      void reply.header('retry-after', String(Math.max(1, Math.ceil((typeof ms === 'number' && ms > 0 ? ms : 5000) / 1000))))
-    }
-    const body: { error: string, code: string, details?: Record<string, unknown> } = { error: mapped?.message ?? 'internal error', code }
-    if (mapped !== undefined && Object.keys(mapped.details).length > 0) body.details = publicDetails(mapped, status)
-    void reply.code(status).type('application/json; charset=utf-8').send(body)
-  })
-
-  app.setNotFoundHandler((req, reply) => {
-    errors.EM_ERR_NOT_FOUND = (errors.EM_ERR_NOT_FOUND ?? 0) + 1
-    void reply.code(404).type('application/json; charset=utf-8').send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'EM_ERR_NOT_FOUND' })
-  })
+  const errorReplies = installErrorReplies(app, { logger, component: 'analytics:http' })
 
   /** A region the peer knows, checked: 400 for an invalid name, 404 for an unknown one. */
   const knownRegion = (region: unknown, required: boolean): string | undefined => {
@@ -348,15 +291,7 @@ export function createAnalyticsHttp (init: AnalyticsHttpInit): AnalyticsHttp {
 
   // ---------------------------------------------------------------- operations
 
-  app.get('/health', (_req, reply) => { void reply.send({ status: 'ok' }) })
-  app.get('/ready', (_req, reply) => {
-    const r = api.readiness()
-    void reply.code(r.ready ? 200 : 503).send(r)
-  })
-  app.get('/metrics', async (_req, reply) => {
-    const text = await init.metrics.render()
-    void reply.type(init.metrics.contentType).send(text)
-  })
+  registerOperationRoutes(app, { readiness: () => api.readiness(), metrics: init.metrics })
 
   // ---------------------------------------------------------------- the dashboard
 
@@ -397,6 +332,6 @@ export function createAnalyticsHttp (init: AnalyticsHttpInit): AnalyticsHttp {
 
   return {
     app,
-    stats: () => ({ errors: { ...errors } })
+    stats: () => ({ errors: errorReplies.counts() })
   }
 }

@@ -48,6 +48,7 @@ export {
 export { LiveStream, STREAM_EVENTS, type LiveStreamInit, type LiveClientFilter, type LiveStreamStats, type StreamEvent } from './live-stream.ts'
 export { LagWindow, quantile, type LagWindowInit, type LagSummary } from './lag.ts'
 export { createAnalyticsMetrics, type AnalyticsMetrics, type AnalyticsMetricsSources, type ObservationStats } from './metrics.ts'
-export { parseAnalyticsCommand, parseDuration, parseHostPort, ANALYTICS_DEFAULTS, LOG_LEVELS, type AnalyticsConfig, type ParsedAnalyticsCommand, type LogLevel } from './config.ts'
+export { parseAnalyticsCommand, parseDuration, parseHostPort, ANALYTICS_DEFAULTS, type AnalyticsConfig, type ParsedAnalyticsCommand } from './config.ts'
+export { LOG_LEVELS, type LogLevel } from '@edge-mesh/service'
 export { runAnalyticsCommand, ANALYTICS_HELP } from './cli.ts'
 export { testHooksFromEnv, createTestHooks, CONTROL_ENV, PARTITION_PATH, type AnalyticsTestHooksInit, type AnalyticsTestHooks } from './test-hooks.ts'

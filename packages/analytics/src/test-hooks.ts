@@ -10,19 +10,14 @@
  *                              partition). Without the variable the route does not exist (404).
  *
  * The reply is `{ deny: [ids], closed: <connections closed>, redialed: <bootstrap peers dialled> }`.
- * The same control as the gateway's (packages/gateway/src/test-hooks.ts), so a test partitions
- * either kind of peer the same way.
+ * The control is the gateway's (`createPartitionControl` of @edge-mesh/service), so a test
+ * partitions either kind of peer the same way.
  */
 import type { FastifyInstance } from 'fastify'
-import { multiaddr } from '@multiformats/multiaddr'
-import { InvalidOptionsError } from '@edge-mesh/errors'
 import type { MeshPeer, MeshPeerInit } from '@edge-mesh/mesh'
+import { CONTROL_ENV, controlFromEnv, createPartitionControl, type PartitionControlLogger } from '@edge-mesh/service'
 
-export const CONTROL_ENV = 'EDGE_MESH_TEST_CONTROL'
-/** The route of the partition control. */
-export const PARTITION_PATH = '/_test/partition'
-/** Most peer ids one partition request may deny. */
-const MAX_DENIED = 1000
+export { CONTROL_ENV, PARTITION_PATH } from '@edge-mesh/service'
 
 /** Test-only hooks an analytics peer is started with. */
 export interface AnalyticsTestHooksInit {
@@ -35,17 +30,10 @@ export interface AnalyticsTestHooksInit {
  * variable) for a control value other than 1 or 0.
  */
 export function testHooksFromEnv (env: Readonly<Record<string, string | undefined>> = process.env): AnalyticsTestHooksInit | undefined {
-  const control = env[CONTROL_ENV]
-  if (control === undefined || control === '' || control === '0') return undefined
-  if (control !== '1') {
-    throw new InvalidOptionsError(`${CONTROL_ENV} must be 1 (on) or 0 (off), not ${JSON.stringify(control)}`, { env: CONTROL_ENV, value: control })
-  }
-  return { control: true }
+  return controlFromEnv(env) ? { control: true } : undefined
 }
 
-export interface TestHooksLogger {
-  warn: (obj: object, msg: string) => void
-}
+export type TestHooksLogger = PartitionControlLogger
 
 /** The hooks as the peer wires them. */
 export interface AnalyticsTestHooks {
@@ -57,44 +45,10 @@ export interface AnalyticsTestHooks {
 
 /** Creates the hooks of `init`, and logs a warning when one is on. */
 export function createTestHooks (init: AnalyticsTestHooksInit, log: TestHooksLogger): AnalyticsTestHooks {
-  const control = init.control === true
-  const denied = new Set<string>()
-  if (control) log.warn({ control }, `analytics: TEST-ONLY HOOKS ARE ON (${CONTROL_ENV}=1): never run a production analytics peer like this`)
+  const control = init.control === true ? createPartitionControl({ log, component: 'analytics' }) : undefined
+  if (control !== undefined) log.warn({ control: true }, `analytics: TEST-ONLY HOOKS ARE ON (${CONTROL_ENV}=1): never run a production analytics peer like this`)
   return {
-    meshInit: () => control ? { denyPeer: peer => denied.has(peer) } : {},
-    register: (app, meshOf, bootstrap) => {
-      if (!control) return
-      app.post<{ Body: { deny: string[] } }>(PARTITION_PATH, {
-        schema: {
-          body: {
-            type: 'object',
-            required: ['deny'],
-            additionalProperties: false,
-            properties: { deny: { type: 'array', maxItems: MAX_DENIED, items: { type: 'string', minLength: 1, maxLength: 256 } } }
-          }
-        }
-      }, async req => {
-        const mesh = meshOf()
-        if (mesh === undefined) throw new InvalidOptionsError('the mesh is not started', {})
-        denied.clear()
-        for (const p of req.body.deny) denied.add(p)
-        // The gater refuses new connections; those already open are closed here.
-        const open = mesh.node.getConnections().filter(c => denied.has(c.remotePeer.toString()))
-        await Promise.all(open.map(async c => {
-          await c.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { c.abort(err as Error) })
-        }))
-        // Healing: dial the bootstrap peers that are allowed again and not connected, now.
-        const connected = new Set(mesh.connectedPeers())
-        const redial = bootstrap.filter(a => {
-          const peer = /\/p2p\/([^/]+)$/.exec(a)?.[1]
-          return peer !== undefined && !denied.has(peer) && !connected.has(peer)
-        })
-        for (const a of redial) {
-          mesh.node.dial(multiaddr(a), { signal: AbortSignal.timeout(10_000) }).catch(() => {})
-        }
-        log.warn({ deny: [...denied], closed: open.length, redialed: redial.length }, 'analytics: TEST-ONLY partition control applied')
-        return { deny: [...denied], closed: open.length, redialed: redial.length }
-      })
-    }
+    meshInit: () => control !== undefined ? { denyPeer: control.denyPeer } : {},
+    register: (app, meshOf, bootstrap) => { control?.register(app, meshOf, { redial: bootstrap }) }
   }
 }

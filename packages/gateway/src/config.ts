@@ -10,14 +10,10 @@
  */
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
 import { multiaddr } from '@multiformats/multiaddr'
 import { InvalidOptionsError } from '@edge-mesh/errors'
 import { isValidRegionName } from '@edge-mesh/region-state'
-
-/** Log levels of the structured logs. */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-export type LogLevel = typeof LOG_LEVELS[number]
+import { LOG_LEVELS, PEER_ID_HINT, REGION_NAME_HINT, isPeerId, parseFlags, parseWriterFlags, type LogLevel } from '@edge-mesh/service'
 
 /** Defaults of the settings that have one. */
 export const DEFAULTS = {
@@ -162,7 +158,7 @@ function checkRegions (list: string[], src: Source): string[] {
   const seen = new Set<string>()
   for (const r of list) {
     if (!isValidRegionName(r)) {
-      fail(src, `invalid region name ${JSON.stringify(r)} (1-64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit)`, { value: r })
+      fail(src, `invalid region name ${JSON.stringify(r)} (${REGION_NAME_HINT})`, { value: r })
     }
     if (seen.has(r)) fail(src, `region ${JSON.stringify(r)} is given twice`, { value: r })
     seen.add(r)
@@ -170,25 +166,9 @@ function checkRegions (list: string[], src: Source): string[] {
   return list
 }
 
-/** A libp2p peer id as printed by a gateway (base58btc `12D3KooW…` or `Qm…`, or a CID `bafz…`). */
-const PEER_ID = /^(12D3KooW|Qm|16Uiu2)[1-9A-HJ-NP-Za-km-z]{20,100}$|^b[a-z2-7]{50,120}$/
-
 function checkPeerId (s: string, src: Source): string {
-  if (!PEER_ID.test(s)) fail(src, `${JSON.stringify(s)} is not a peer id (a gateway prints its own on start, e.g. 12D3KooW...)`, { value: s })
+  if (!isPeerId(s)) fail(src, `${JSON.stringify(s)} is not a peer id (${PEER_ID_HINT})`, { value: s })
   return s
-}
-
-/** `--writer <region>=<peer id>` flags (repeatable) into a writers map. */
-function writersFromFlags (list: string[], src: Source): Record<string, string[]> {
-  const out: Record<string, string[]> = {}
-  for (const item of list) {
-    const i = item.indexOf('=')
-    if (i <= 0) fail(src, `expected <region>=<peer id>, got ${JSON.stringify(item)}`, { value: item })
-    const region = item.slice(0, i)
-    checkRegions([region], src)
-    ;(out[region] ??= []).push(checkPeerId(item.slice(i + 1), src))
-  }
-  return out
 }
 
 /** The `writers` key of a config file: `{ "<region>": ["<peer id>", ...] }`. */
@@ -290,23 +270,8 @@ async function readConfigFile (file: string): Promise<Partial_> {
  * naming the flag or file key at fault.
  */
 export async function parseGatewayCommand (argv: string[], cwd: string = process.cwd()): Promise<ParsedCommand> {
-  let values: Record<string, string | boolean | string[] | undefined>
-  let positionals: string[]
-  try {
-    ({ values, positionals } = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: true }))
-  } catch (err) {
-    // parseArgs' messages name the flag ("Unknown option '--foo'", "Option '--http <value>' argument missing").
-    const msg = (err as Error).message
-    const flag = /'(-{1,2}[^' ]+)/.exec(msg)?.[1]
-    if (flag !== undefined && msg.startsWith('Unknown option')) {
-      throw new InvalidOptionsError(`unknown flag ${flag} (see edge-mesh gateway --help)`, { flag })
-    }
-    throw new InvalidOptionsError(msg, flag !== undefined ? { flag } : {})
-  }
+  const values = parseFlags(argv, FLAGS, 'edge-mesh gateway')
   if (values.help === true) return { help: true }
-  if (positionals.length > 0) {
-    throw new InvalidOptionsError(`unexpected argument ${JSON.stringify(positionals[0])} (every setting is a --flag)`, { value: positionals[0] })
-  }
   const file: Partial_ = typeof values.config === 'string' ? await readConfigFile(resolve(cwd, values.config)) : {}
   const flags: Partial_ = {}
   const str = (name: string): string | undefined => values[name] as string | undefined
@@ -339,7 +304,7 @@ export async function parseGatewayCommand (argv: string[], cwd: string = process
   const syncInterval = str('sync-interval')
   if (syncInterval !== undefined) flags.syncIntervalMs = intFlag(syncInterval, flagSource('--sync-interval'), 0)
   const writer = list('writer')
-  if (writer !== undefined) flags.writers = writersFromFlags(writer, flagSource('--writer'))
+  if (writer !== undefined) flags.writers = parseWriterFlags(writer, '--writer')
 
   const merged = { ...file, ...flags }
   if (merged.regions === undefined || merged.regions.length === 0) {

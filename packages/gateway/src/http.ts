@@ -1,16 +1,18 @@
 /**
  * The gateway's HTTP API (fastify 5): ingest, reads, the change stream (SSE), health, readiness
  * and metrics. Every error reply is JSON `{ error, code, details? }` with the status of its code
- * (`httpStatusFor`), built by the one error handler below; 429 and 503 carry `Retry-After`.
+ * (`httpStatusFor`), built by the error handler of @edge-mesh/service (`installErrorReplies`, the
+ * analytics peer's too); 429 and 503 carry `Retry-After`.
  *
  * Reads are the hot path: no per-request logging (`disableRequestLogging`), replies serialised by
  * fast-json-stringify from response schemas, no child logger per request, and little allocated
  * beyond the reply object.
  */
 import type { ServerResponse } from 'node:http'
-import { LogController, fastify, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { EdgeMeshError, httpStatusFor, isEdgeMeshError, type ErrorCode } from '@edge-mesh/errors'
+import { EdgeMeshError } from '@edge-mesh/errors'
+import { errorReplySchema, installErrorReplies, registerOperationRoutes, toEdgeMeshError as mapFastifyError, type ErrorMappingInit } from '@edge-mesh/service'
 import { fromStored, readingInputSchema } from '@edge-mesh/reading'
 import type { Change, RegionState } from '@edge-mesh/region-state'
 import type { Ingestor } from './ingest.ts'
@@ -75,58 +77,13 @@ export interface HttpApp {
   closeStreams: () => void
 }
 
-/** Retry-After in whole seconds (at least 1) for an error that says when to retry. */
-function retryAfterSeconds (err: EdgeMeshError): number {
-  const ms = err.details.retryAfterMs
-  return Math.max(1, Math.ceil((typeof ms === 'number' && ms > 0 ? ms : 5000) / 1000))
-}
+/** How the gateway describes fastify's errors: a body is an array of readings. */
+const ERROR_MAPPING: ErrorMappingInit = { bodyItem: 'reading' }
 
-/** Maps fastify's own errors (body parsing, validation, routing) to edge-mesh errors. */
+/** Maps fastify's own errors (body parsing, validation, routing) to edge-mesh errors, naming a bad reading by index. */
 export function toEdgeMeshError (err: unknown): EdgeMeshError | undefined {
-  if (isEdgeMeshError(err)) return err
-  const e = err as FastifyError & { validation?: Array<{ instancePath?: string, message?: string }>, validationContext?: string }
-  if (Array.isArray(e.validation)) {
-    const first = e.validation[0]
-    const where = first?.instancePath ?? ''
-    const m = /^\/(\d+)(?:\/(.*))?$/.exec(where)
-    if (e.validationContext === 'body') {
-      const details: Record<string, unknown> = { path: where }
-      if (m !== null) {
-        details.index = Number(m[1])
-        if (m[2] !== undefined) details.field = m[2]
-      }
-      const msg = m !== null ? `reading ${m[1]}${m[2] !== undefined ? ` "${m[2]}"` : ''} ${first?.message ?? 'is invalid'}` : `body ${where} ${first?.message ?? 'is invalid'}`.replace(/\s+/g, ' ')
-      return new EdgeMeshError('EM_ERR_INVALID_BODY', msg, details)
-    }
-    return new EdgeMeshError('EM_ERR_INVALID_OPTIONS', `${e.validationContext ?? 'request'}${where.replace(/\//g, '.')} ${first?.message ?? 'is invalid'}`, { in: e.validationContext, path: where })
-  }
-  switch (e.code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new EdgeMeshError('EM_ERR_UNSUPPORTED_MEDIA_TYPE', 'the body must be JSON (Content-Type: application/json)', {})
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new EdgeMeshError('EM_ERR_PAYLOAD_TOO_LARGE', 'the request body is over the size limit', {})
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return new EdgeMeshError('EM_ERR_INVALID_BODY', `the body is not valid JSON: ${e.message}`, {})
-    case 'FST_ERR_NOT_FOUND':
-      return new EdgeMeshError('EM_ERR_NOT_FOUND', 'no such route', {})
-  }
-  if (err instanceof SyntaxError) return new EdgeMeshError('EM_ERR_INVALID_BODY', `the body is not valid JSON: ${err.message}`, {})
-  switch (e.statusCode) {
-    case 400: return new EdgeMeshError('EM_ERR_INVALID_BODY', e.message, {})
-    case 404: return new EdgeMeshError('EM_ERR_NOT_FOUND', e.message, {})
-    case 413: return new EdgeMeshError('EM_ERR_PAYLOAD_TOO_LARGE', e.message, {})
-    case 415: return new EdgeMeshError('EM_ERR_UNSUPPORTED_MEDIA_TYPE', e.message, {})
-    case 503: return new EdgeMeshError('EM_ERR_UNAVAILABLE', e.message, {})
-  }
-  return undefined
+  return mapFastifyError(err, ERROR_MAPPING)
 }
-
-const errorSchema = {
-  type: 'object',
-  properties: { error: { type: 'string' }, code: { type: 'string' }, details: { type: 'object', additionalProperties: true } }
-} as const
 
 const ingestReplySchema = {
   type: 'object',
@@ -292,7 +249,6 @@ function changeData (state: RegionState, c: Change): Record<string, unknown> {
 export function createHttpApp (init: HttpAppInit): HttpApp {
   const { ingestor, regions, logger } = init
   const names = [...regions.keys()]
-  const errors: Record<string, number> = {}
   const streams = new ChangeStreams(regions, init.sseMaxBufferedBytes ?? 1024 * 1024, init.sseHeartbeatMs ?? 15_000, logger)
 
   const app = fastify({
@@ -320,34 +276,15 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
     return name
   }
 
-  app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
-    const mapped = toEdgeMeshError(err)
-    const status = mapped !== undefined ? httpStatusFor(mapped) : 500
-    const code: ErrorCode = mapped?.code ?? 'EM_ERR_INTERNAL'
-    errors[code] = (errors[code] ?? 0) + 1
-    if (mapped === undefined || status >= 500) {
-      logger.error({ err, code, method: req.method, url: req.url }, 'gateway:http request failed')
-    }
-    if (mapped !== undefined && (status === 429 || status === 503)) void reply.header('retry-after', String(retryAfterSeconds(mapped)))
-    const body: { error: string, code: string, details?: Record<string, unknown> } = {
-      error: mapped?.message ?? 'internal error',
-      code
-    }
-    if (mapped !== undefined && Object.keys(mapped.details).length > 0) body.details = publicDetails(mapped, status)
-    void reply.code(status).type('application/json; charset=utf-8').send(body)
-  })
-
-  app.setNotFoundHandler((req, reply) => {
-    errors.EM_ERR_NOT_FOUND = (errors.EM_ERR_NOT_FOUND ?? 0) + 1
-    void reply.code(404).send({ error: `no route ${req.method} ${req.url.split('?')[0]}`, code: 'EM_ERR_NOT_FOUND' })
-  })
+  // Every error reply is { error, code, details? } with the status of its code, counted by code.
+  const errorReplies = installErrorReplies(app, { logger, component: 'gateway:http', ...ERROR_MAPPING })
 
   // ---------------------------------------------------------------- ingest
 
   const ingestSchema = {
     body: { type: 'array', maxItems: MAX_BATCH_READINGS, items: readingInputSchema },
     headers: { type: 'object', properties: { 'idempotency-key': { type: 'string', minLength: 1, maxLength: 256 } } },
-    response: { 200: ingestReplySchema, '4xx': errorSchema, '5xx': errorSchema }
+    response: { 200: ingestReplySchema, '4xx': errorReplySchema, '5xx': errorReplySchema }
   }
   const ingestHandler = async (region: string, req: FastifyRequest<{ Querystring: { echo?: string } }>): Promise<object> => {
     const key = req.headers['idempotency-key']
@@ -380,8 +317,8 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
     }
     return body
   }
-  const readSensor = (id: string, query: { region?: string, maxAgeMs?: number }): SensorReply => {
-    const region = regionOf(query.region)
+  /** The reply for `id` in `region` (resolved by `regionOf`); `maxAgeMs` as the query gave it (digits). */
+  const readSensor = (region: string, id: string, maxAgeMs: string | undefined): SensorReply => {
     const view = (regions.get(region) as RegionState).get(id)
     if (view === undefined) throw new EdgeMeshError('EM_ERR_NOT_FOUND', `no reading for sensor ${JSON.stringify(id)} in region ${region}`, { region, sensor: id })
     const r = fromStored(view.value)
@@ -393,22 +330,22 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
       t: view.t,
       writer: view.writer,
       ageMs: view.ageMs,
-      stale: query.maxAgeMs !== undefined && view.ageMs > query.maxAgeMs
+      stale: maxAgeMs !== undefined && view.ageMs > Number(maxAgeMs)
     }
   }
   // maxAgeMs as digits: the strict validator does not coerce query strings to numbers.
   const readSchema = {
     querystring: { type: 'object', properties: { ...regionQuery, maxAgeMs: { type: 'string', pattern: '^\\d{1,15}$' } } },
-    response: { 200: sensorReplySchema, '4xx': errorSchema }
+    response: { 200: sensorReplySchema, '4xx': errorReplySchema }
   }
   // Sensor ids contain '/': URL-encoded (%2F) in one segment, or as the rest of the path.
   app.get<{ Params: { id: string }, Querystring: { region?: string, maxAgeMs?: string } }>('/v1/sensors/:id', { schema: readSchema }, async req => {
-    const q = req.query
-    return await durably(regionOf(q.region), readSensor(req.params.id, { region: q.region, maxAgeMs: q.maxAgeMs === undefined ? undefined : Number(q.maxAgeMs) }))
+    const region = regionOf(req.query.region)
+    return await durably(region, readSensor(region, req.params.id, req.query.maxAgeMs))
   })
   app.get<{ Params: { '*': string }, Querystring: { region?: string, maxAgeMs?: string } }>('/v1/sensors/*', { schema: readSchema }, async req => {
-    const q = req.query
-    return await durably(regionOf(q.region), readSensor(req.params['*'], { region: q.region, maxAgeMs: q.maxAgeMs === undefined ? undefined : Number(q.maxAgeMs) }))
+    const region = regionOf(req.query.region)
+    return await durably(region, readSensor(region, req.params['*'], req.query.maxAgeMs))
   })
 
   app.get<{ Querystring: { region?: string, prefix?: string, limit?: string } }>('/v1/sensors', {
@@ -419,7 +356,7 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
       },
       response: {
         200: { type: 'object', properties: { region: { type: 'string' }, sensors: { type: 'array', items: { type: 'string' } }, truncated: { type: 'boolean' } } },
-        '4xx': errorSchema
+        '4xx': errorReplySchema
       }
     }
   }, async req => {
@@ -450,17 +387,7 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
 
   // ---------------------------------------------------------------- operations
 
-  app.get('/health', { schema: { response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, (_req, reply) => {
-    void reply.send({ status: 'ok' })
-  })
-  app.get('/ready', (_req, reply) => {
-    const r = init.readiness()
-    void reply.code(r.ready ? 200 : 503).send(r)
-  })
-  app.get('/metrics', async (_req, reply) => {
-    const text = await init.metrics.render()
-    void reply.type(init.metrics.contentType).send(text)
-  })
+  registerOperationRoutes(app, { readiness: init.readiness, metrics: init.metrics })
 
   app.addHook('preClose', (done) => {
     streams.closeAll()
@@ -469,16 +396,8 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
 
   return {
     app,
-    stats: () => ({ errors: { ...errors } }),
+    stats: () => ({ errors: errorReplies.counts() }),
     sseStats: () => streams.stats(),
     closeStreams: () => { streams.closeAll() }
   }
-}
-
-/** Details safe to show: a client error's (but a cause); only the retry hint of a server error's. */
-function publicDetails (err: EdgeMeshError, status: number): Record<string, unknown> {
-  if (status >= 500) return typeof err.details.retryAfterMs === 'number' ? { retryAfterMs: err.details.retryAfterMs } : {}
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(err.details)) if (k !== 'cause') out[k] = v
-  return out
 }

@@ -33,7 +33,8 @@ export {
   type HttpApp, type HttpAppInit, type HttpStats, type SseStats, type Readiness
 } from './http.ts'
 export { createGatewayMetrics, type GatewayMetrics, type MetricsSources } from './metrics.ts'
-export { parseGatewayCommand, httpUrl, DEFAULTS, LOG_LEVELS, type GatewayConfig, type ParsedCommand, type LogLevel } from './config.ts'
+export { parseGatewayCommand, httpUrl, DEFAULTS, type GatewayConfig, type ParsedCommand } from './config.ts'
+export { LOG_LEVELS, type LogLevel } from '@edge-mesh/service'
 export { runGatewayCommand, GATEWAY_HELP } from './cli.ts'
 export { attachAppSockets, type AppSockets, type AppSocketsInit, type AppSocketsStats } from './app-ws.ts'
 export { createMqttIngest, type MqttIngest, type MqttIngestInit, type MqttIngestStats } from './mqtt.ts'

@@ -11,19 +11,17 @@
  *                                          redialer reconnects the bootstrap peers). Without the
  *                                          variable the route does not exist (404).
  *
- * The partition reply is `{ deny: [ids], closed: <connections closed> }`.
+ * The partition reply is `{ deny: [ids], closed: <connections closed> }`. The control is
+ * @edge-mesh/service's (`createPartitionControl`), the analytics peer's too.
  */
 import type { FastifyInstance } from 'fastify'
 import { InvalidOptionsError } from '@edge-mesh/errors'
 import type { HlcInit } from '@edge-mesh/hlc'
 import type { MeshPeer, MeshPeerInit } from '@edge-mesh/mesh'
+import { CONTROL_ENV, controlFromEnv, createPartitionControl } from '@edge-mesh/service'
 
+export { CONTROL_ENV, PARTITION_PATH } from '@edge-mesh/service'
 export const CLOCK_OFFSET_ENV = 'EDGE_MESH_TEST_CLOCK_OFFSET_MS'
-export const CONTROL_ENV = 'EDGE_MESH_TEST_CONTROL'
-/** The route of the partition control. */
-export const PARTITION_PATH = '/_test/partition'
-/** Most peer ids one partition request may deny. */
-const MAX_DENIED = 1000
 
 /** Test-only hooks a gateway is started with. */
 export interface TestHooksInit {
@@ -46,13 +44,7 @@ export function testHooksFromEnv (env: Readonly<Record<string, string | undefine
     }
     hooks.clockOffsetMs = Number(offset.trim())
   }
-  const control = env[CONTROL_ENV]
-  if (control !== undefined && control !== '' && control !== '0') {
-    if (control !== '1') {
-      throw new InvalidOptionsError(`${CONTROL_ENV} must be 1 (on) or 0 (off), not ${JSON.stringify(control)}`, { env: CONTROL_ENV, value: control })
-    }
-    hooks.control = true
-  }
+  if (controlFromEnv(env)) hooks.control = true
   return hooks.clockOffsetMs !== undefined || hooks.control === true ? hooks : undefined
 }
 
@@ -73,10 +65,9 @@ export interface TestHooks {
 export function createTestHooks (init: TestHooksInit, log: TestHooksLogger): TestHooks {
   const offset = init.clockOffsetMs ?? 0
   if (!Number.isSafeInteger(offset)) throw new InvalidOptionsError('clockOffsetMs must be an integer', { clockOffsetMs: offset })
-  const control = init.control === true
-  const denied = new Set<string>()
-  if (offset !== 0 || control) {
-    log.warn({ clockOffsetMs: offset, control }, `gateway: TEST-ONLY HOOKS ARE ON (${CLOCK_OFFSET_ENV}=${offset}, ${CONTROL_ENV}=${control ? 1 : 0}): never run a production gateway like this`)
+  const control = init.control === true ? createPartitionControl({ log, component: 'gateway' }) : undefined
+  if (offset !== 0 || control !== undefined) {
+    log.warn({ clockOffsetMs: offset, control: control !== undefined }, `gateway: TEST-ONLY HOOKS ARE ON (${CLOCK_OFFSET_ENV}=${offset}, ${CONTROL_ENV}=${control !== undefined ? 1 : 0}): never run a production gateway like this`)
   }
   return {
     meshInit: base => {
@@ -87,31 +78,9 @@ export function createTestHooks (init: TestHooksInit, log: TestHooksLogger): Tes
       } else if (base !== undefined) {
         out.clock = base
       }
-      if (control) out.denyPeer = peer => denied.has(peer)
+      if (control !== undefined) out.denyPeer = control.denyPeer
       return out
     },
-    register: (app, mesh) => {
-      if (!control) return
-      app.post<{ Body: { deny: string[] } }>(PARTITION_PATH, {
-        schema: {
-          body: {
-            type: 'object',
-            required: ['deny'],
-            additionalProperties: false,
-            properties: { deny: { type: 'array', maxItems: MAX_DENIED, items: { type: 'string', minLength: 1, maxLength: 256 } } }
-          }
-        }
-      }, async req => {
-        denied.clear()
-        for (const p of req.body.deny) denied.add(p)
-        // The gater refuses new connections; those already open are closed here.
-        const open = mesh.node.getConnections().filter(c => denied.has(c.remotePeer.toString()))
-        await Promise.all(open.map(async c => {
-          await c.close({ signal: AbortSignal.timeout(2000) }).catch((err: unknown) => { c.abort(err as Error) })
-        }))
-        log.warn({ deny: [...denied], closed: open.length }, 'gateway: TEST-ONLY partition control applied')
-        return { deny: [...denied], closed: open.length }
-      })
-    }
+    register: (app, mesh) => { control?.register(app, () => mesh) }
   }
 }

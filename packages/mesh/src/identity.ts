@@ -2,6 +2,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { CorruptRecordError } from '@edge-mesh/errors'
 
 /** File, in the data dir, holding the peer's private key (libp2p protobuf encoding, mode 0600). */
@@ -33,4 +34,9 @@ export async function loadOrCreatePeerKey (dataDir: string): Promise<PrivateKey>
   await writeFile(tmp, privateKeyToProtobuf(key), { mode: 0o600 })
   await rename(tmp, path)
   return key
+}
+
+/** The peer id (`12D3KooW…`) of the data dir `dataDir`, creating its key as {@link loadOrCreatePeerKey} does. */
+export async function peerIdOfDataDir (dataDir: string): Promise<string> {
+  return peerIdFromPrivateKey(await loadOrCreatePeerKey(dataDir)).toString()
 }

@@ -24,6 +24,6 @@ export {
 } from './mesh-peer.ts'
 export { encodeFrame, decodeFrame, FRAME_VERSION, type UpdatesFrame } from './frame.ts'
 export { encodeSyncMessage, decodeSyncMessage, SYNC_PROTOCOL, SYNC_VERSION, type SyncMessage } from './sync-message.ts'
-export { loadOrCreatePeerKey, PEER_KEY_FILE } from './identity.ts'
+export { loadOrCreatePeerKey, peerIdOfDataDir, PEER_KEY_FILE } from './identity.ts'
 export { encodeAnnounce, decodeAnnounce, ANNOUNCE_TOPIC, MAX_ANNOUNCED_REGIONS } from './announce.ts'
 export { type RedialInit } from './redial.ts'
