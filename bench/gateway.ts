@@ -1,6 +1,7 @@
 /**
  * bench:gateway — the gateway as an operator runs it: `edge-mesh gateway` child processes on
- * 127.0.0.1, with LevelDB data dirs, loaded over HTTP by autocannon from this process.
+ * 127.0.0.1, with LevelDB data dirs, loaded over HTTP (autocannon from this process for ingest,
+ * wrk or autocannon in a process of its own for reads).
  *
  *   gateway-ingest  POST /v1/readings, batches of 1000 readings over 10k sensors, to gateway A
  *                   (gateway B connected to it, so frames are gossiped as in production). Every
@@ -10,11 +11,11 @@
  *                   parses and schema-checks the same bodies (`baselineReadingsPerSec`, `ratio`).
  *                   After the run A is killed with SIGKILL and restarted from its data dir:
  *                   `recoveredSensors` is how many of the sensors it acknowledged it still has.
- *   gateway-read    GET /v1/sensors/:id on A at a fixed offered rate (10k req/s) over the 10k
- *                   sensors: `reqPerSec`, `p50Ms`, `p99Ms` (per-request times from autocannon's
- *                   response events, not its whole-ms histogram); then the same reads against the
- *                   bare fastify baseline answering from a Map: `baselineP50Ms`, `baselineP99Ms`,
- *                   `ratioP99`.
+ *   gateway-read    GET /v1/sensors/:id on A at about 10k req/s over the 10k sensors:
+ *                   `reqPerSec`, `p50Ms`, `p99Ms`, timed by wrk (C; bench/read-load.lua) when it
+ *                   is installed, else by autocannon (bench/read-load.ts; `loadTool` says which);
+ *                   then the same reads against the bare fastify baseline answering from a Map:
+ *                   `baselineP50Ms`, `baselineP99Ms`, `ratioP99`.
  *   gateway-soak    10k readings/s (a batch of 100 every 10 ms) to A for `--minutes` (default 10),
  *                   B connected: `rssMBStart` (A's RSS after the first minute), `rssMBEnd`,
  *                   `rssMBMax`, and the heap after a GC is not reachable from outside, so RSS it is.

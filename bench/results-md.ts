@@ -1,7 +1,7 @@
 /**
  * Writes bench/RESULTS.md from bench/results/*.json: each figure beside its same-run baseline and
  * the ratio, with the machine, Node version, commit and date of the run that produced it. Run by
- * `npm run bench` at the end; on its own: `node bench/results-md.ts`. A results file that is
+ * `npm run bench` at the end; on its own: `npx node bench/results-md.ts`. A results file that is
  * missing is listed as not run.
  */
 import { readFile, writeFile } from 'node:fs/promises'
@@ -137,7 +137,7 @@ async function main (): Promise<void> {
   const cpu = cpus()
   const md = `# Benchmark results
 
-Written by \`node bench/results-md.ts\` (the end of \`npm run bench\`) from \`bench/results/*.json\`.
+Written by \`npx node bench/results-md.ts\` (the end of \`npm run bench\`) from \`bench/results/*.json\`.
 Each benchmark measures its baseline in the same run, on the same machine, so compare the
 ratios: these machines are shared and noisy. How each figure is measured: [bench/README.md](README.md).
 
