@@ -331,14 +331,17 @@ async function wrkRun (url: string, connections: number, seconds: number, pin: b
 
 /**
  * The reads with wrk (C, one thread): each connection keeps one request in flight and pauses
- * WRK_DELAY_MS after each reply, so the offered rate is set by the number of connections. A 3 s
- * run with 20 connections (also the warm-up) measures the rate one connection gives against this
- * server; the measured run uses as many connections as `rate` needs.
+ * WRK_DELAY_MS after each reply, so the offered rate is set by the number of connections. Two 3 s
+ * probes (also the warm-up), the first with 20 connections, measure the rate the connections give
+ * against this server; the measured run uses as many connections as `rate` needs.
  */
 async function wrkLoad (url: string, seconds: number, rate: number, pin: boolean): Promise<ReadLoadResult & { connections: number }> {
-  const probe = await wrkRun(url, 20, 3, pin)
-  const perConnection = probe.requests / probe.seconds / 20
-  const connections = Math.max(1, Math.min(500, Math.round(rate / perConnection)))
+  // Two probes: the rate per connection falls as connections are added, so the second corrects the first.
+  let connections = 20
+  for (let i = 0; i < 2; i++) {
+    const probe = await wrkRun(url, connections, 3, pin)
+    connections = Math.max(1, Math.min(500, Math.round(connections * rate / (probe.requests / probe.seconds))))
+  }
   const r = await wrkRun(url, connections, seconds, pin)
   return { ok: r.requests - r.non2xx, non2xx: r.non2xx, errors: r.errors, seconds: r.seconds, p50: r.p50, p99: r.p99, max: r.max, connections }
 }

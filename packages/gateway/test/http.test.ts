@@ -431,3 +431,85 @@ test('a read whose durability wait fails answers 503 EM_ERR_UNAVAILABLE with Ret
   t.truthy(r.headers['retry-after'])
   t.is((await posted).status, 503)
 })
+
+// ------------------------------------------------------------------ reads over a real socket
+
+test('over a real socket, a single-sensor read answers as the fastify route does, by either path form, and every error still comes from fastify', async t => {
+  const mesh = await startMesh(t)
+  const h = harness(t, mesh, [REGION])
+  const base = await listen(h)
+  t.is((await post(h, '/v1/readings', [{ sensor: 'line-1/temp', value: 21.5, unit: 'C', ts: TS }, { sensor: 'bare', value: { a: [1, 'x'] } }])).status, 200)
+  const read = async (path: string): Promise<{ status: number, type: string | null, keepAlive: string | null, body: Record<string, unknown> }> => {
+    const res = await fetch(base + path)
+    return { status: res.status, type: res.headers.get('content-type'), keepAlive: res.headers.get('keep-alive'), body: await res.json() as Record<string, unknown> }
+  }
+  // The fast path answers the first two; an escape in the query makes it hand the third to fastify.
+  const encoded = await read('/v1/sensors/line-1%2Ftemp?maxAgeMs=600000')
+  const slashes = await read(`/v1/sensors/line-1/temp?region=${REGION}&maxAgeMs=600000`)
+  t.is(h.http.stats().fastReads, 2, 'both answered by the fast path')
+  const viaFastify = await read(`/v1/sensors/line-1%2Ftemp?region=${REGION.replace('-', '%2D')}&maxAgeMs=600000`)
+  t.is(h.http.stats().fastReads, 2, 'the escaped query went to fastify')
+  const injected = await get(h, '/v1/sensors/line-1%2Ftemp?maxAgeMs=600000')
+  for (const r of [encoded, slashes, viaFastify]) {
+    t.is(r.status, 200)
+    t.is(r.type, 'application/json; charset=utf-8')
+    t.is(r.keepAlive, 'timeout=72', "fastify's keep-alive timeout on the server")
+    const { ageMs, ...rest } = r.body
+    t.true(typeof ageMs === 'number' && ageMs >= 0)
+    const { ageMs: _, ...expected } = injected.json
+    t.deepEqual(rest, expected)
+    t.deepEqual(Object.keys(r.body), Object.keys(injected.json), 'same fields in the same order')
+  }
+  t.like(encoded.body, { sensor: 'line-1/temp', value: 21.5, unit: 'C', ts: TS, stale: false })
+  const stale = await read('/v1/sensors/line-1%2Ftemp?maxAgeMs=0')
+  t.is(stale.status, 200)
+  t.is(stale.body.stale, (stale.body.ageMs as number) > 0)
+  t.deepEqual((await read('/v1/sensors/bare')).body.value, { a: [1, 'x'] })
+
+  // Errors: fastify's replies, unchanged.
+  const missing = await read('/v1/sensors/nope')
+  t.is(missing.status, 404)
+  t.is(missing.body.code, 'EM_ERR_NOT_FOUND')
+  const badAge = await read('/v1/sensors/bare?maxAgeMs=soon')
+  t.is(badAge.status, 400)
+  t.is(badAge.body.code, 'EM_ERR_INVALID_OPTIONS')
+  const twice = await read(`/v1/sensors/bare?region=${REGION}&region=${REGION}`)
+  t.is(twice.status, 400)
+  const elsewhere = await read('/v1/sensors/bare?region=plant-9')
+  t.is(elsewhere.status, 404)
+  t.is(elsewhere.body.code, 'EM_ERR_NOT_FOUND')
+  const emptyRegion = await read('/v1/sensors/bare?region=')
+  t.is(emptyRegion.status, 400)
+  t.is(h.http.stats().fastReads, 4, 'no error was answered by the fast path')
+})
+
+test('over a real socket, a read waits for durability, and a failed wait is answered 503 EM_ERR_UNAVAILABLE with Retry-After', async t => {
+  const mesh = gatedMesh(t)
+  const h = harness(t, mesh, [REGION])
+  const base = await listen(h)
+  const first = post(h, '/v1/readings', [{ sensor: 's', value: 1 }])
+  await waitFor(() => mesh.waiting() > 0, 'the batch waits for its LevelDB write')
+  let served: Response | undefined
+  const reading = fetch(`${base}/v1/sensors/s`).then(r => { served = r; return r })
+  await waitFor(() => mesh.waiting() >= 2, 'the read waits for durability')
+  t.is(served, undefined, 'nothing served while the batch is not durable')
+  mesh.release()
+  const ok = await reading
+  t.is(ok.status, 200)
+  t.is(h.http.stats().fastReads, 1)
+  t.like(await ok.json(), { sensor: 's', value: 1 })
+  t.is((await first).status, 200)
+
+  const second = post(h, '/v1/readings', [{ sensor: 's', value: 2 }])
+  await waitFor(() => mesh.waiting() > 0, 'the second batch waits')
+  const failing = fetch(`${base}/v1/sensors/s`)
+  await waitFor(() => mesh.waiting() >= 2, 'the read waits')
+  mesh.fail(new Error('disk full'))
+  const r = await failing
+  t.is(r.status, 503)
+  t.truthy(r.headers.get('retry-after'))
+  t.is((await r.json() as { code: string }).code, 'EM_ERR_UNAVAILABLE')
+  t.is(h.http.stats().fastReads, 1, 'the failed read was answered by fastify')
+  t.is(h.http.stats().errors.EM_ERR_UNAVAILABLE, 2, 'and counted with the failed batch')
+  t.is((await second).status, 503)
+})
