@@ -21,11 +21,11 @@ import { access, constants, mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as delay } from 'node:timers/promises'
 import test, { type ExecutionContext } from 'ava'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { AnalyticsProcess, type AnalyticsProcessOptions } from './helpers/analytics-process.ts'
 import { GatewayProcess } from './helpers/gateway-process.ts'
+import { until as untilWithin } from './helpers/until.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 const SCREENSHOT = fileURLToPath(new URL('./artifacts/analytics-dashboard.png', import.meta.url))
@@ -34,7 +34,6 @@ const REGION = 'plant-1'
 const OTHER_REGION = 'plant-2'
 /** Bound of every wait on a condition (replication, the page, a process). */
 const WAIT_MS = 60_000
-const POLL_EVERY_MS = 100
 /**
  * The page's freshness threshold (its `staleAfterMs` parameter): a region whose newest reading is
  * older is stale. Wide enough for a busy machine to show a reading well within it.
@@ -45,29 +44,7 @@ const BASELINE_SAMPLES = 20
 
 // ------------------------------------------------------------------ waits
 
-/**
- * Polls `read` until `ok(value)` holds and returns that value; after `withinMs` throws with `what`
- * and the last value read (or the last error).
- */
-async function until<T> (read: () => Promise<T> | T, ok: (value: T) => boolean, what: string, withinMs: number = WAIT_MS): Promise<T> {
-  const end = Date.now() + withinMs
-  let last: T | undefined
-  let lastError: unknown
-  for (;;) {
-    try {
-      last = await read()
-      lastError = undefined
-      if (ok(last)) return last
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() > end) {
-      const seen = lastError !== undefined ? `last error: ${lastError instanceof Error ? lastError.message : String(lastError)}` : `last value: ${JSON.stringify(last)?.slice(0, 800)}`
-      throw new Error(`timed out after ${withinMs} ms waiting for ${what}; ${seen}`)
-    }
-    await delay(POLL_EVERY_MS)
-  }
-}
+const until = async <T>(read: () => Promise<T> | T, ok: (value: T) => boolean, what: string, withinMs: number = WAIT_MS): Promise<T> => await untilWithin(read, ok, what, withinMs)
 
 /** Waits for `selector` in the page; on a timeout, says what the page showed instead. */
 async function waitFor (page: Page, selector: string, what: string): Promise<void> {

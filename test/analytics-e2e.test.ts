@@ -19,18 +19,17 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import test, { type ExecutionContext } from 'ava'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { wallOf } from '@edge-mesh/hlc'
 import { createMeshPeer, loadOrCreatePeerKey, type MeshPeer } from '@edge-mesh/mesh'
 import { GatewayProcess, type GatewayReply } from './helpers/gateway-process.ts'
 import { AnalyticsProcess, type Reply, type TeardownHost } from './helpers/analytics-process.ts'
+import { until as untilWithin } from './helpers/until.ts'
 
 const R1 = 'site-a'
 const R2 = 'site-b'
 const WAIT_MS = 40_000
-const POLL_MS = 100
 const WINDOW_MS = 60_000
 
 interface IngestReply { accepted: number, duplicates: number, readings?: Array<{ sensor: string, t: string }> }
@@ -57,34 +56,8 @@ interface Ingested { region: string, sensor: string, value: number | string, uni
 
 // ------------------------------------------------------------------ helpers
 
-async function until<T> (read: () => Promise<T> | T, ok: (value: T) => boolean, what: string, withinMs: number = WAIT_MS): Promise<T> {
-  const end = Date.now() + withinMs
-  let last: T | undefined
-  let lastError: unknown
-  for (;;) {
-    try {
-      last = await read()
-      lastError = undefined
-      if (ok(last)) return last
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() > end) {
-      const seen = lastError !== undefined ? `last error: ${lastError instanceof Error ? lastError.message : String(lastError)}` : `last value: ${describe(last)}`
-      throw new Error(`timed out after ${withinMs} ms waiting for ${what}; ${seen}`)
-    }
-    await delay(POLL_MS)
-  }
-}
+const until = async <T>(read: () => Promise<T> | T, ok: (value: T) => boolean, what: string, withinMs: number = WAIT_MS): Promise<T> => await untilWithin(read, ok, what, withinMs)
 
-function describe (v: unknown): string {
-  if (v !== null && typeof v === 'object' && 'status' in v && 'text' in v) return `HTTP ${(v as Reply).status} ${(v as Reply).text.slice(0, 800)}`
-  try {
-    return JSON.stringify(v)?.slice(0, 800) ?? String(v)
-  } catch {
-    return String(v)
-  }
-}
 
 /** The value of a sample in Prometheus text (`name{labels}` as printed), undefined if absent. */
 function metric (text: string, sample: string): number | undefined {

@@ -30,11 +30,11 @@ import { fromStored, type Reading } from '@edge-mesh/reading'
 import { createRegionState, type ReadingView, type RegionState } from '@edge-mesh/region-state'
 import { GatewayProcess, type GatewayProcessOptions, type GatewayReply } from './helpers/gateway-process.ts'
 import { startMosquitto } from './helpers/mosquitto.ts'
+import { until as untilWithin } from './helpers/until.ts'
 
 const REGION = 'plant-1'
 /** Bound of every wait on a condition (replication, reconnects, metrics). */
 const WAIT_MS = 60_000
-const POLL_EVERY_MS = 100
 /** A device timestamp in the accepted range (2000..2100), distinct per run. */
 const TS0 = Date.now() - 60_000
 
@@ -82,41 +82,8 @@ async function startGateway (t: ExecutionContext, options: GatewayProcessOptions
   return await GatewayProcess.start(t, options)
 }
 
-/**
- * Polls `read` until `ok(value)` holds and returns that value; after `withinMs` throws with `what`
- * and the last value read. A bound on a wait, never a timing assertion.
- */
-async function until<T> (read: () => Promise<T> | T, ok: (value: T) => boolean, what: string, withinMs: number = WAIT_MS): Promise<T> {
-  const end = Date.now() + withinMs
-  let last: T | undefined
-  let lastError: unknown
-  for (;;) {
-    try {
-      last = await read()
-      lastError = undefined
-      if (ok(last)) return last
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() > end) {
-      const seen = lastError !== undefined ? `last error: ${lastError instanceof Error ? lastError.message : String(lastError)}` : `last value: ${describe(last)}`
-      throw new Error(`timed out after ${withinMs} ms waiting for ${what}; ${seen}`)
-    }
-    await delay(POLL_EVERY_MS)
-  }
-}
+const until = async <T>(read: () => Promise<T> | T, ok: (value: T) => boolean, what: string, withinMs: number = WAIT_MS): Promise<T> => await untilWithin(read, ok, what, withinMs)
 
-function describe (v: unknown): string {
-  if (v !== null && typeof v === 'object' && 'status' in v && 'text' in v) {
-    const r = v as GatewayReply
-    return `HTTP ${r.status} ${r.text.slice(0, 500)}`
-  }
-  try {
-    return JSON.stringify(v)?.slice(0, 500) ?? String(v)
-  } catch {
-    return String(v)
-  }
-}
 
 const sensorPath = (sensor: string, query: string = ''): string => `/v1/sensors/${encodeURIComponent(sensor)}${query}`
 
