@@ -26,6 +26,7 @@ import { createMeshPeer, loadOrCreatePeerKey, type MeshPeer } from '@edge-mesh/m
 import { GatewayProcess, type GatewayReply } from './helpers/gateway-process.ts'
 import { AnalyticsProcess, type Reply, type TeardownHost } from './helpers/analytics-process.ts'
 import { until as untilWithin } from './helpers/until.ts'
+import type { RegionReport } from '@edge-mesh/analytics'
 
 const R1 = 'site-a'
 const R2 = 'site-b'
@@ -37,18 +38,8 @@ interface SensorReply { sensor: string, value: unknown, unit?: string, t: string
 interface LatestReply { region: string, sensors: Array<{ sensor: string, value: unknown, unit?: string, t: string, at: number, writer: string, ageMs: number }>, truncated: boolean }
 interface HistoryPoint { t: string, at: number, value: unknown, unit?: string, ts?: number, writer: string }
 interface WindowAggregate { start: number, count: number, min: number, max: number, mean: number, last: number }
-interface RegionRow {
-  region: string
-  following: boolean
-  sensors: number
-  recordedSensors: number
-  lastAt: number | null
-  newestAgeMs: number | null
-  lagP50Ms: number | null
-  lagP99Ms: number | null
-  lagSamples: number
-  announcedBy: string[]
-}
+/** A row of GET /v1/regions, as the analytics package types it. */
+type RegionRow = RegionReport
 interface PeersReply { peerId: string, peers: string[], announced: Record<string, string[]>, following: string[] }
 
 /** A reading as ingested, with the HLC timestamp the gateway gave it. */

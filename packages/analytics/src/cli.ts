@@ -10,7 +10,7 @@
 import { pino } from 'pino'
 import { isEdgeMeshError } from '@edge-mesh/errors'
 import { parseAnalyticsCommand, type AnalyticsConfig } from './config.ts'
-import type { AnalyticsPeer } from './peer.ts'
+import { serve } from '@edge-mesh/service'
 import { testHooksFromEnv, type AnalyticsTestHooksInit } from './test-hooks.ts'
 
 export const ANALYTICS_HELP = `edge-mesh analytics: the analytics peer. It joins the mesh read-only, discovers the regions the
@@ -84,49 +84,21 @@ export async function runAnalyticsCommand (argv: string[]): Promise<void> {
     process.exitCode = 0
     return
   }
-  await serve(parsed.config, parsed.json, testHooks)
+  await run(parsed.config, parsed.json, testHooks)
 }
 
-async function serve (config: AnalyticsConfig, json: boolean, testHooks: AnalyticsTestHooksInit | undefined): Promise<void> {
+async function run (config: AnalyticsConfig, json: boolean, testHooks: AnalyticsTestHooksInit | undefined): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2))
-  let peer: AnalyticsPeer
-  try {
-    // Loaded here, so that --help and usage errors do not load libp2p, fastify and the rest.
-    const { createAnalyticsPeer } = await import('./peer.ts')
-    peer = await createAnalyticsPeer({ ...config, logger, ...(testHooks !== undefined ? { testHooks } : {}) })
-  } catch (err) {
-    logger.fatal({ err }, 'analytics: failed to start')
-    process.stderr.write(`edge-mesh analytics: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
-    process.exitCode = 1
-    return
-  }
-  let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'analytics: second signal while stopping, exiting at once')
-      process.exit(1)
+  await serve({
+    name: 'analytics',
+    logger,
+    json,
+    out,
+    stopTimeoutMs: STOP_TIMEOUT_MS,
+    start: async () => {
+      // Loaded here, so that --help and usage errors do not load libp2p, fastify and the rest.
+      const { createAnalyticsPeer } = await import('./peer.ts')
+      return await createAnalyticsPeer({ ...config, logger, ...(testHooks !== undefined ? { testHooks } : {}) })
     }
-    stopping = true
-    logger.info({ signal }, 'analytics: signal received, shutting down')
-    const timer = setTimeout(() => {
-      logger.error({ ms: STOP_TIMEOUT_MS }, 'analytics: shutdown took too long, exiting')
-      process.exit(1)
-    }, STOP_TIMEOUT_MS)
-    timer.unref()
-    peer.close().then(() => {
-      if (json) out(JSON.stringify({ event: 'stopped' }))
-      logger.flush()
-      process.exit(0)
-    }, (err: unknown) => {
-      logger.error({ err }, 'analytics: shutdown failed')
-      logger.flush()
-      process.exit(1)
-    })
-  }
-  // The handlers first: a signal sent as soon as the ready line is read must find them.
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
-  const addrs = peer.addrs()
-  if (json) out(JSON.stringify({ event: 'ready', peerId: peer.peerId, addrs, http: peer.url }))
-  else out(`edge-mesh analytics ready: peer ${peer.peerId}, mesh ${addrs.join(' ')}, http ${peer.url}`)
+  })
 }

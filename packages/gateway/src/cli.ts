@@ -10,7 +10,7 @@
 import { pino } from 'pino'
 import { isEdgeMeshError } from '@edge-mesh/errors'
 import { parseGatewayCommand, type GatewayConfig } from './config.ts'
-import type { Gateway } from './gateway.ts'
+import { serve } from '@edge-mesh/service'
 import { testHooksFromEnv, type TestHooksInit } from './test-hooks.ts'
 
 export const GATEWAY_HELP = `edge-mesh gateway: a site gateway. It holds regions and replicates them with the other
@@ -99,50 +99,21 @@ export async function runGatewayCommand (argv: string[]): Promise<void> {
     process.exitCode = 2
     return
   }
-  await serve(parsed.config, parsed.json, testHooks)
+  await run(parsed.config, parsed.json, testHooks)
 }
 
-async function serve (config: GatewayConfig, json: boolean, testHooks: TestHooksInit | undefined): Promise<void> {
+async function run (config: GatewayConfig, json: boolean, testHooks: TestHooksInit | undefined): Promise<void> {
   const logger = pino({ level: config.logLevel, base: { pid: process.pid } }, pino.destination(2))
-  let gateway: Gateway
-  try {
-    // Loaded here, so that --help and usage errors do not load libp2p, fastify and the rest.
-    const { createGateway } = await import('./gateway.ts')
-    gateway = await createGateway({ ...config, logger, ...(testHooks !== undefined ? { testHooks } : {}) })
-  } catch (err) {
-    logger.fatal({ err }, 'gateway: failed to start')
-    process.stderr.write(`edge-mesh gateway: failed to start: ${err instanceof Error ? err.message : String(err)}\n`)
-    process.exitCode = 1
-    return
-  }
-  let stopping = false
-  const stop = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      logger.warn({ signal }, 'gateway: second signal while stopping, exiting at once')
-      process.exit(1)
+  await serve({
+    name: 'gateway',
+    logger,
+    json,
+    out,
+    stopTimeoutMs: STOP_TIMEOUT_MS,
+    start: async () => {
+      // Loaded here, so that --help and usage errors do not load libp2p, fastify and the rest.
+      const { createGateway } = await import('./gateway.ts')
+      return await createGateway({ ...config, logger, ...(testHooks !== undefined ? { testHooks } : {}) })
     }
-    stopping = true
-    logger.info({ signal }, 'gateway: signal received, shutting down')
-    const timer = setTimeout(() => {
-      logger.error({ ms: STOP_TIMEOUT_MS }, 'gateway: shutdown took too long, exiting')
-      process.exit(1)
-    }, STOP_TIMEOUT_MS)
-    timer.unref()
-    gateway.close().then(() => {
-      if (json) out(JSON.stringify({ event: 'stopped' }))
-      logger.flush()
-      process.exit(0)
-    }, (err: unknown) => {
-      logger.error({ err }, 'gateway: shutdown failed')
-      logger.flush()
-      process.exit(1)
-    })
-  }
-  // The handlers first: a signal sent as soon as the ready line is read must find them (without a
-  // listener, SIGTERM's default action ends the process at once, without flushing).
-  process.on('SIGINT', stop)
-  process.on('SIGTERM', stop)
-  const addrs = gateway.addrs()
-  if (json) out(JSON.stringify({ event: 'ready', peerId: gateway.peerId, addrs, http: gateway.url }))
-  else out(`edge-mesh gateway ready: peer ${gateway.peerId}, mesh ${addrs.join(' ')}, http ${gateway.url}`)
+  })
 }

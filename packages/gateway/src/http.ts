@@ -4,9 +4,9 @@
  * (`httpStatusFor`), built by the error handler of @edge-mesh/service (`installErrorReplies`, the
  * analytics peer's too); 429 and 503 carry `Retry-After`.
  *
- * Reads are the hot path: no per-request logging (`disableRequestLogging`), replies serialised by
- * fast-json-stringify from response schemas, no child logger per request, and little allocated
- * beyond the reply object.
+ * Reads are the hot path: no per-request logging (`disableRequestLogging`), no child logger per
+ * request, and single-sensor reads that succeed answered ahead of fastify's routing (`fastRead`);
+ * other replies are serialised by fast-json-stringify from response schemas.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { LogController, fastify, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify'
@@ -341,10 +341,10 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
     }
     return body
   }
-  /** The reply for `id` in `region` (resolved by `regionOf`); `maxAgeMs` as the query gave it (digits). */
-  const readSensor = (region: string, id: string, maxAgeMs: string | undefined): SensorReply => {
-    const view = (regions.get(region) as RegionState).get(id)
-    if (view === undefined) throw new EdgeMeshError('EM_ERR_NOT_FOUND', `no reading for sensor ${JSON.stringify(id)} in region ${region}`, { region, sensor: id })
+  /** The reply for `id` in `state`, or undefined if it holds no live reading; `maxAgeMs` as the query gave it (digits). */
+  const sensorReply = (state: RegionState, id: string, maxAgeMs: string | undefined): SensorReply | undefined => {
+    const view = state.get(id)
+    if (view === undefined) return undefined
     const r = fromStored(view.value)
     return {
       sensor: id,
@@ -356,6 +356,12 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
       ageMs: view.ageMs,
       stale: maxAgeMs !== undefined && view.ageMs > Number(maxAgeMs)
     }
+  }
+  /** The reply for `id` in `region` (resolved by `regionOf`); EM_ERR_NOT_FOUND if it holds none. */
+  const readSensor = (region: string, id: string, maxAgeMs: string | undefined): SensorReply => {
+    const reply = sensorReply(regions.get(region) as RegionState, id, maxAgeMs)
+    if (reply === undefined) throw new EdgeMeshError('EM_ERR_NOT_FOUND', `no reading for sensor ${JSON.stringify(id)} in region ${region}`, { region, sensor: id })
+    return reply
   }
   // maxAgeMs as digits: the strict validator does not coerce query strings to numbers.
   const readSchema = {
@@ -414,8 +420,9 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
     }
     const region = regionName ?? (names.length === 1 ? names[0] : undefined)
     const state = region === undefined ? undefined : regions.get(region)
-    if (state === undefined || state.get(id) === undefined) return false
-    const body = JSON.stringify(readSensor(region as string, id, maxAgeMs))
+    const reply = state === undefined ? undefined : sensorReply(state, id, maxAgeMs)
+    if (reply === undefined) return false
+    const body = JSON.stringify(reply)
     const send = (): void => {
       fastReadCount++
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) })

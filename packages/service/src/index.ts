@@ -41,3 +41,4 @@ export {
   createPartitionControl, controlFromEnv, CONTROL_ENV, PARTITION_PATH, MAX_DENIED,
   type PartitionControl, type PartitionControlInit, type PartitionControlLogger, type PartitionRouteInit, type PartitionReply
 } from './partition-hook.ts'
+export { serve, type ServeInit, type ServeLogger, type ServedService } from './serve.ts'
