@@ -156,6 +156,13 @@ interface PreparedWrite {
   value: JsonValue
 }
 
+/** Whether a transaction changed the doc: new structs or deletions (Yjs's test for emitting 'update'). */
+function transactionChanged (tr: Y.Transaction): boolean {
+  if (tr.deleteSet.clients.size > 0) return true
+  for (const [client, clock] of tr.afterState) if (tr.beforeState.get(client) !== clock) return true
+  return false
+}
+
 const greater = (a: Reading, b: Reading): boolean => a.t > b.t || (a.t === b.t && a.writer > b.writer)
 
 /**
@@ -290,6 +297,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private maxPauseMs = 0
   private expiredCount = 0
   private remoteChanged = false
+  private readonly onLocalUpdate: (update: Uint8Array) => void
   /** Generation of the current apply and the keys it changed (see Slot.gen). */
   private gen = 1
   private changedKeys = 0
@@ -342,11 +350,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
     // A fresh client id per process: see docs/adr/0001-region-state-model.md.
     this.doc = new Y.Doc({ gc: true })
-    this.doc.on('update', (update: Uint8Array, origin: unknown) => {
-      // Local updates are emitted once the view has taken the transaction's readings (see
-      // emitLocalUpdates), so that whoever reacts to 'update' sees them in the view.
-      if (origin === LOCAL_ORIGIN) this.localUpdates.push(update)
-      else if (origin === REMOTE_ORIGIN) this.remoteChanged = true
+    // Yjs encodes a transaction's update only while the doc has an 'update' listener: this one
+    // is attached around local transactions alone (transactLocal), so that applying a remote
+    // update does not re-encode it. Whether a remote update changed anything is read off the
+    // transaction (the same test Yjs makes before it emits 'update').
+    this.onLocalUpdate = (update: Uint8Array) => { this.localUpdates.push(update) }
+    this.doc.on('afterTransaction', (tr: Y.Transaction) => {
+      if (tr.origin === REMOTE_ORIGIN && !this.remoteChanged) this.remoteChanged = transactionChanged(tr)
     })
     if (this.writer !== undefined) {
       const log = this.doc.getArray<Uint8Array>('w/' + this.writer)
@@ -448,9 +458,9 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       homes.push(newOwnChunk(end - start))
     }
     const log = this.ownLog as Y.Array<Uint8Array>
-    this.doc.transact(() => {
+    this.transactLocal(() => {
       log.insert(log.length, chunks)
-    }, LOCAL_ORIGIN)
+    })
     for (const c of homes) {
       this.ownChunks.push(c)
       this.ownLogReadings += c.count
@@ -494,6 +504,20 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     }
     if (enc.kind === 6) value = deepFreeze(JSON.parse(enc.payload as string) as JsonValue)
     return { sensor: input.sensor, kind: enc.kind, payload: enc.payload, value }
+  }
+
+  /**
+   * Runs `f` in a transaction of this replica's own (LOCAL_ORIGIN) and collects its update for
+   * emitLocalUpdates: emitted once the view has taken the transaction's readings, so that
+   * whoever reacts to 'update' sees them in the view.
+   */
+  private transactLocal (f: () => void): void {
+    this.doc.on('update', this.onLocalUpdate)
+    try {
+      this.doc.transact(f, LOCAL_ORIGIN)
+    } finally {
+      this.doc.off('update', this.onLocalUpdate)
+    }
   }
 
   private emitLocalUpdates (): void {
@@ -856,10 +880,10 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       replacement = enc.toBytes()
       home = newOwnChunk(keptSlots.length)
     }
-    this.doc.transact(() => {
+    this.transactLocal(() => {
       log.delete(0, n)
       if (replacement !== undefined) log.insert(log.length, [replacement])
-    }, LOCAL_ORIGIN)
+    })
     this.ownHead += n
     if (this.ownHead > 1024 && this.ownHead * 2 > this.ownChunks.length) {
       this.ownChunks = this.ownChunks.slice(this.ownHead)
