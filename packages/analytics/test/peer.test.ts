@@ -126,6 +126,30 @@ test('follows the regions announced, records every reading it observes with its 
   t.true(s.framesIn > 0)
 })
 
+test('with a writer list, readings of other writers are refused before they are observed, and counted in /metrics', async t => {
+  const allowed = await writer(t)
+  const other = await writer(t, { bootstrap: allowed.addrs() })
+  const an = await analytics(t, { dataDir: await tempDir(t), bootstrap: [...allowed.addrs(), ...other.addrs()], writers: { 'plant-1': [allowed.peerId] } })
+  await until(() => an.mesh.connectedPeers(), c => c.includes(allowed.peerId) && c.includes(other.peerId), 'both writers connected')
+  // Written one after the other, each until the analytics peer saw the allowed one or refused the other.
+  const refused = (): number => an.mesh.stats().unauthorizedFrames + an.mesh.stats().invalidSyncMessages
+  for (let i = 0; i < 3; i++) {
+    const before = refused()
+    other.region('plant-1').put('forged/temp', 100 + i)
+    await until(refused, n => n > before, `write ${i} of the other writer refused`)
+    allowed.region('plant-1').put('line-0/temp', 20 + i)
+    await until(() => an.observations().observed, n => n === i + 1, `reading ${i} of the allowed writer observed`)
+  }
+  await an.store.flush()
+  t.is(an.latest('plant-1', 'forged/', 10)?.sensors.length ?? 0, 0, 'nothing of the other writer is in the view')
+  const forged = await getJson<{ points: unknown[] }>(`${an.url}/v1/history?region=plant-1&sensor=${encodeURIComponent('forged/temp')}`)
+  t.deepEqual(forged.body.points ?? [], [], 'nor in the history')
+  t.deepEqual(an.latest('plant-1', 'line-0/', 10)?.sensors.map(s => [s.sensor, s.value]), [['line-0/temp', 22]])
+  const metrics = await (await fetch(`${an.url}/metrics`)).text()
+  const count = (name: string): number => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(metrics)?.[1] ?? NaN)
+  t.true(count('edge_mesh_gossip_unauthorized_frames_total') + count('edge_mesh_sync_invalid_messages_total') >= 3, metrics)
+})
+
 test('a spike after a steady signal is flagged, kept in /v1/anomalies and sent once on the stream', async t => {
   const w = await writer(t)
   const an = await analytics(t, { dataDir: await tempDir(t), bootstrap: w.addrs(), anomalyThreshold: 4 })

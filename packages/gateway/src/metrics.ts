@@ -75,7 +75,7 @@ export function createGatewayMetrics (): GatewayMetrics {
   registerHttpErrorMetrics(registry, () => src().http?.().errors)
 
   // ---------------------------------------------------------------- mesh
-  registerMeshMetrics(registry, () => src().mesh?.(), { writerAuthorization: true })
+  registerMeshMetrics(registry, () => src().mesh?.())
 
   // ---------------------------------------------------------------- storage and regions
   const batchSeconds = new Histogram({

@@ -33,7 +33,7 @@ export {
 } from './http-errors.ts'
 export {
   followerCounter, scrapedGauge, oneSample, createServiceRegistry, registerMeshMetrics, registerHttpErrorMetrics,
-  type Samples, type ServiceRegistry, type MeshMetricsInit
+  type Samples, type ServiceRegistry
 } from './metrics.ts'
 export { registerOperationRoutes, type OperationRoutesInit } from './operation-routes.ts'
 export { parseFlags, parseWriterFlags, isPeerId, LOG_LEVELS, PEER_ID_HINT, REGION_NAME_HINT, type FlagValues, type LogLevel } from './cli.ts'

@@ -76,23 +76,16 @@ export function createServiceRegistry (): ServiceRegistry {
   return { registry, render: async () => await registry.metrics(), contentType: registry.contentType }
 }
 
-export interface MeshMetricsInit {
-  /**
-   * Also report the refusals of writer authorization: `edge_mesh_gossip_unauthorized_frames_total`
-   * and `edge_mesh_sync_invalid_messages_total`. @default false
-   */
-  writerAuthorization?: boolean
-}
-
 /** A pair of samples labelled `direction` in and out. */
 const inOut = (inValue: number, outValue: number): Samples => [[{ direction: 'in' }, inValue], [{ direction: 'out' }, outValue]]
 
 /**
  * The mesh peer's metrics, read from `read()` (its `stats()`) at scrape time: connected and
- * banned peers, gossip frames and bytes, invalid frames, sync rounds, failures and bytes, region
- * announcements, and when the last sync round completed.
+ * banned peers, gossip frames and bytes, invalid frames and the refusals of writer authorization
+ * (both services can hold writer lists), sync rounds, failures and bytes, region announcements,
+ * and when the last sync round completed.
  */
-export function registerMeshMetrics (registry: Registry, read: () => MeshStats | undefined, init: MeshMetricsInit = {}): void {
+export function registerMeshMetrics (registry: Registry, read: () => MeshStats | undefined): void {
   followerCounter(registry, 'edge_mesh_gossip_frames_total', 'Gossip frames, by direction (in, out).', ['direction'], () => {
     const s = read()
     return s === undefined ? undefined : inOut(s.framesIn, s.framesOut)
@@ -102,10 +95,8 @@ export function registerMeshMetrics (registry: Registry, read: () => MeshStats |
     return s === undefined ? undefined : inOut(s.frameBytesIn, s.frameBytesOut)
   })
   followerCounter(registry, 'edge_mesh_gossip_invalid_frames_total', 'Gossip frames refused as invalid.', [], () => oneSample(read()?.invalidFrames))
-  if (init.writerAuthorization === true) {
-    followerCounter(registry, 'edge_mesh_gossip_unauthorized_frames_total', 'Gossip frames refused because their publisher may not write the region (writer authorization; also in invalid frames).', [], () => oneSample(read()?.unauthorizedFrames))
-    followerCounter(registry, 'edge_mesh_sync_invalid_messages_total', 'Sync messages refused (undecodable, or readings of writers not allowed).', [], () => oneSample(read()?.invalidSyncMessages))
-  }
+  followerCounter(registry, 'edge_mesh_gossip_unauthorized_frames_total', 'Gossip frames refused because their publisher may not write the region (writer authorization; also in invalid frames).', [], () => oneSample(read()?.unauthorizedFrames))
+  followerCounter(registry, 'edge_mesh_sync_invalid_messages_total', 'Sync messages refused (undecodable, or readings of writers not allowed).', [], () => oneSample(read()?.invalidSyncMessages))
   followerCounter(registry, 'edge_mesh_announcements_total', 'Region announcements published (out) and accepted (in); a read-only peer publishes none.', ['direction'], () => {
     const s = read()
     return s === undefined ? undefined : inOut(s.announcementsIn, s.announcementsOut)
