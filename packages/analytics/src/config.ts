@@ -17,7 +17,6 @@ export const ANALYTICS_DEFAULTS = {
   anomalyThreshold: 3.5,
   maxFollowedRegions: 64,
   summaryIntervalMs: 1000,
-  anomalyPollMs: 500,
   /**
    * The store's largest batch. A batch is what queued while the previous one was written, so it
    * grows only when the peer falls behind; then larger batches rewrite each sensor's state and

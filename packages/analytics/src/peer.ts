@@ -72,8 +72,6 @@ export interface AnalyticsPeerInit {
   lag?: LagWindowInit
   /** Period of the stream's `regions` event, ms. @default 1000 */
   summaryIntervalMs?: number
-  /** How often the store's anomaly count is checked for the stream's `anomaly` events, ms. @default 500 */
-  anomalyPollMs?: number
   /** SSE heartbeat period, ms. @default 15000 */
   sseHeartbeatMs?: number
   /** A stream client with more unsent bytes is dropped. @default 1 MiB */
@@ -136,13 +134,6 @@ function vendorFiles (log: Logger): Map<string, string> {
   return out
 }
 
-const anomalyKey = (a: Anomaly): string => `${a.region}\u0000${a.sensor}\u0000${a.t}\u0000${a.writer}`
-/** Anomalies remembered as sent on the stream (to send each once). */
-const MAX_SENT_ANOMALIES = 4096
-/** Polls of the store after which anomalies counted but not found are given up on. */
-const MAX_ANOMALY_MISSES = 5
-/** Most anomalies sent on the stream per poll. */
-const MAX_ANOMALIES_PER_POLL = 1000
 /** Least time between two warnings about readings the store refused, ms. */
 const WARN_EVERY_MS = 10_000
 
@@ -168,7 +159,13 @@ export async function createAnalyticsPeer (init: AnalyticsPeerInit): Promise<Ana
     ...init.store,
     path: join(init.dataDir, 'analytics'),
     retentionMs: init.retentionMs ?? init.store?.retentionMs ?? ANALYTICS_DEFAULTS.retentionMs,
-    anomaly: { ...init.store?.anomaly, threshold }
+    anomaly: { ...init.store?.anomaly, threshold },
+    // Each anomaly goes on the live stream once its batch is written, as the store flags it.
+    onAnomalies: anomalies => {
+      init.store?.onAnomalies?.(anomalies)
+      if (!live.wants('anomaly')) return
+      for (const a of anomalies) live.publish('anomaly', () => a, a.region, a.sensor)
+    }
   })
   const cleanups: Array<() => Promise<void>> = [async () => { await store.close() }]
   const undo = async (): Promise<void> => {
@@ -363,46 +360,12 @@ export async function createAnalyticsPeer (init: AnalyticsPeerInit): Promise<Ana
     }, init.summaryIntervalMs ?? ANALYTICS_DEFAULTS.summaryIntervalMs)
     summaryTimer.unref()
 
-    // The store flags anomalies as it writes its batches; the stream sends those it finds newly
-    // counted, each once (the newest by t: a late reading's anomaly may be missed by the stream,
-    // never by /v1/anomalies).
-    let anomalyMark = store.stats().anomalies
-    let misses = 0
-    const sent = new Set<string>()
-    let polling = false
-    const pollAnomalies = async (): Promise<void> => {
-      const count = store.stats().anomalies
-      if (count <= anomalyMark) return
-      if (!live.wants('anomaly')) {
-        anomalyMark = count
-        return
-      }
-      const fresh = Math.min(count - anomalyMark, MAX_ANOMALIES_PER_POLL)
-      const newest = await store.anomalies({ order: 'desc', limit: fresh })
-      const found = newest.filter(a => !sent.has(anomalyKey(a))).reverse()
-      for (const a of found) {
-        sent.add(anomalyKey(a))
-        live.publish('anomaly', () => a, a.region, a.sensor)
-      }
-      while (sent.size > MAX_SENT_ANOMALIES) sent.delete(sent.values().next().value as string)
-      if (found.length >= fresh || ++misses >= MAX_ANOMALY_MISSES) {
-        anomalyMark = count
-        misses = 0
-      }
-    }
-    const anomalyTimer = setInterval(() => {
-      if (polling || store.status() !== 'open') return
-      polling = true
-      pollAnomalies().catch((err: unknown) => { log.warn({ err: String(err) }, 'analytics:stream anomaly poll failed') }).finally(() => { polling = false })
-    }, init.anomalyPollMs ?? ANALYTICS_DEFAULTS.anomalyPollMs)
-    anomalyTimer.unref()
 
     let closing: Promise<void> | undefined
     const close = async (): Promise<void> => {
       closing ??= (async () => {
         log.info({ peerId: mesh.peerId }, 'analytics: stopping')
         clearInterval(summaryTimer)
-        clearInterval(anomalyTimer)
         live.closeAll()
         await http.app.close().catch((err: unknown) => { log.warn({ err: String(err) }, 'analytics:http close failed') })
         await mesh.stop()

@@ -58,6 +58,11 @@ export interface AnalyticsStoreInit {
   retentionBatch?: number
   /** fsync every batch. @default false */
   sync?: boolean
+  /**
+   * Called after each batch is written with the anomalies it flagged, in the order of their
+   * readings (not called for a batch that flagged none). An error it throws is ignored.
+   */
+  onAnomalies?: (anomalies: readonly Anomaly[]) => void
 }
 
 /** A reading as a region state's 'change' event shows it (`change.new`). */
@@ -312,7 +317,10 @@ class LevelAnalyticsStore implements AnalyticsStore {
     retentionDeleted: 0, retentionBatches: 0, retentionPasses: 0, duplicateChecks: 0, windowLoads: 0
   }
 
-  constructor (init: Required<Omit<AnalyticsStoreInit, 'anomaly' | 'retentionIntervalMs'>> & { rule: AnomalyRule }, db: Level<string, string>) {
+  private readonly onAnomalies: ((anomalies: readonly Anomaly[]) => void) | undefined
+
+  constructor (init: Required<Omit<AnalyticsStoreInit, 'anomaly' | 'retentionIntervalMs' | 'onAnomalies'>> & Pick<AnalyticsStoreInit, 'onAnomalies'> & { rule: AnomalyRule }, db: Level<string, string>) {
+    this.onAnomalies = init.onAnomalies
     this.path = init.path
     this.db = db
     this.windowMs = init.windowMs
@@ -552,7 +560,7 @@ class LevelAnalyticsStore implements AnalyticsStore {
     const now = this.now()
     let recorded = 0
     let duplicates = 0
-    let anomalies = 0
+    const flagged: Anomaly[] = []
     let bytes = 0
     for (let i = 0; i < n; i++) {
       const it = items[i]
@@ -588,7 +596,7 @@ class LevelAnalyticsStore implements AnalyticsStore {
         const a: Anomaly = { region: it.region, sensor: it.sensor, at, t: it.t, writer: it.writer, value: it.num, mean: flag.mean, std: flag.std, z: flag.z }
         const text = JSON.stringify(a)
         for (const key of anomalyKeys(a)) ops.push({ type: 'put', key, value: text })
-        anomalies++
+        flagged.push(a)
       }
     }
     for (const wk of dirtyWindows) ops.push({ type: 'put', key: wk, value: encodeWindow(this.cache.get(wk) as WindowState) })
@@ -604,9 +612,14 @@ class LevelAnalyticsStore implements AnalyticsStore {
     if (ops.length > 0) await this.db.batch(ops, { sync: this.sync })
     this.counters.recorded += recorded
     this.counters.duplicates += duplicates
-    this.counters.anomalies += anomalies
+    this.counters.anomalies += flagged.length
     this.counters.batches++
     this.counters.lastBatchMs = performance.now() - t0
+    if (flagged.length > 0 && this.onAnomalies !== undefined) {
+      try {
+        this.onAnomalies(flagged)
+      } catch { /* the listener's failure is not the store's */ }
+    }
     this.pending -= items.length
     this.pendingBytes -= bytes
     const upTo = items[items.length - 1].ticket
@@ -906,6 +919,7 @@ export async function openAnalyticsStore (init: AnalyticsStoreInit): Promise<Ana
   positive('maxBatchReadings', init.maxBatchReadings, true, 1)
   positive('maxCachedWindows', init.maxCachedWindows, true, 1)
   positive('retentionBatch', init.retentionBatch, true, 1)
+  if (init.onAnomalies !== undefined && typeof init.onAnomalies !== 'function') throw new InvalidOptionsError('onAnomalies must be a function')
   if (init.retentionIntervalMs !== undefined && !(Number.isSafeInteger(init.retentionIntervalMs) && init.retentionIntervalMs >= 0)) {
     throw new InvalidOptionsError('retentionIntervalMs must be a non-negative integer', { retentionIntervalMs: init.retentionIntervalMs })
   }
@@ -956,6 +970,7 @@ export async function openAnalyticsStore (init: AnalyticsStoreInit): Promise<Ana
       maxCachedWindows: init.maxCachedWindows ?? 20_000,
       retentionBatch: init.retentionBatch ?? 1000,
       sync: init.sync ?? false,
+      ...(init.onAnomalies !== undefined ? { onAnomalies: init.onAnomalies } : {}),
       rule: {
         threshold: anomaly.threshold ?? 3.5,
         alpha: alphaForHalfLife(anomaly.halfLifeSamples ?? 30),

@@ -36,6 +36,33 @@ test('the EW baseline starts as the exact mean and population variance, then for
   t.true(Math.abs(c.mean - 0.5) < 1e-12)
 })
 
+test('onAnomalies is told each anomaly once, batch by batch: the same as /v1/anomalies, in reading order', async t => {
+  const dir = await tempDir(t)
+  const told: Anomaly[][] = []
+  const store = await openStore(t, { path: dir, now: () => T0 + 3_600_000, maxBatchReadings: 100, onAnomalies: a => { told.push([...a]) } })
+  const spikes = { 150: 7, 420: -6, 421: 8, 990: 5 }
+  feed(store, REGION, 'line-1/temp', signal(7, 1000, spikes))
+  feed(store, REGION, 'line-2/temp', signal(8, 1000, { 300: 9 }))
+  await store.flush()
+  t.true(told.length >= 2, 'several batches told')
+  t.true(told.every(batch => batch.length > 0), 'a batch that flagged nothing is not told')
+  const all = told.flat()
+  const stored = await store.anomalies({ region: REGION, order: 'asc' })
+  const key = (a: Anomaly): string => `${a.sensor} ${a.t}`
+  t.deepEqual(all.map(key).sort(), stored.map(key).sort(), 'each stored anomaly told once, nothing else')
+  t.deepEqual(all.filter(a => a.sensor === 'line-1/temp').map(indexOf), [150, 420, 421, 990])
+  t.deepEqual(all.filter(a => a.sensor === 'line-2/temp').map(indexOf), [300])
+})
+
+test('a listener that throws costs the store nothing', async t => {
+  const dir = await tempDir(t)
+  const store = await openStore(t, { path: dir, now: () => T0 + 3_600_000, onAnomalies: () => { throw new Error('listener failure') } })
+  feed(store, REGION, 'line-1/temp', signal(9, 300, { 250: 8 }))
+  await store.flush()
+  t.deepEqual((await store.anomalies({ region: REGION })).map(indexOf), [250])
+  t.is(store.stats().status, 'open')
+})
+
 test('a steady noisy signal with injected spikes is flagged at the spikes and nowhere else', async t => {
   const dir = await tempDir(t)
   const store = await openStore(t, { path: dir, now: () => T0 + 3_600_000 })

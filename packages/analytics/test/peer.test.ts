@@ -40,7 +40,6 @@ async function analytics (t: ExecutionContext, init: Partial<AnalyticsPeerInit> 
     logger: silent,
     syncIntervalMs: 300,
     summaryIntervalMs: 100,
-    anomalyPollMs: 50,
     ...init
   })
   t.teardown(async () => { await p.close() })
