@@ -337,7 +337,7 @@ export function createHttpApp (init: HttpAppInit): HttpApp {
       if (raw !== undefined && failedWaits.has(raw)) throw failedWaits.get(raw)
       await whenDurable(region)
     } catch (err) {
-      throw new EdgeMeshError('EM_ERR_UNAVAILABLE', 'storage failed to write what this read would show', { region, retryAfterMs: 5000 }, { cause: err })
+      throw new EdgeMeshError('EM_ERR_UNAVAILABLE', 'storage failed to write what this read would show', { region, retryAfterMs: init.ingestor.unavailableRetryAfterMs }, { cause: err })
     }
     return body
   }

@@ -123,6 +123,8 @@ export interface Ingestor {
   /** Readings written, not yet durable. */
   pending: () => number
   stats: () => IngestStats
+  /** `retryAfterMs` of an unavailable refusal; a read whose durability wait failed says the same. */
+  readonly unavailableRetryAfterMs: number
   /** Refuses new batches (`EM_ERR_UNAVAILABLE`) and waits for those in flight to settle. */
   close: () => Promise<void>
 }
@@ -143,7 +145,7 @@ class IngestorImpl implements Ingestor {
   private readonly maxKeys: number
   private readonly ttlMs: number
   private readonly overloadedRetryAfterMs: number
-  private readonly unavailableRetryAfterMs: number
+  readonly unavailableRetryAfterMs: number
   private readonly log: GatewayLogger
   private readonly now: () => number
   private readonly cache = new Map<string, CacheEntry>()

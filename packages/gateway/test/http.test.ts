@@ -24,9 +24,9 @@ interface Harness {
 }
 
 /** The HTTP app over `mesh` (not listening), closed when the test ends. */
-function harness (t: ExecutionContext, mesh: IngestMesh, names: string[], opts: { bodyLimitBytes?: number, maxPendingReadings?: number, sseMaxBufferedBytes?: number, sseHeartbeatMs?: number } = {}): Harness {
+function harness (t: ExecutionContext, mesh: IngestMesh, names: string[], opts: { bodyLimitBytes?: number, maxPendingReadings?: number, sseMaxBufferedBytes?: number, sseHeartbeatMs?: number, unavailableRetryAfterMs?: number } = {}): Harness {
   const regions = new Map(names.map(n => [n, mesh.region(n)]))
-  const ingestor = createIngestor({ mesh, regions: names, maxPendingReadings: opts.maxPendingReadings })
+  const ingestor = createIngestor({ mesh, regions: names, maxPendingReadings: opts.maxPendingReadings, unavailableRetryAfterMs: opts.unavailableRetryAfterMs })
   const metrics = createGatewayMetrics()
   const ready: Readiness = { ready: true, storage: 'open', mesh: 'started', peers: 0, lastSyncAt: null, regions: names }
   const app = createHttpApp({
@@ -417,9 +417,9 @@ test('a read replies only once what it shows is durable: a reading waiting for i
   t.is((await posted).status, 200)
 })
 
-test('a read whose durability wait fails answers 503 EM_ERR_UNAVAILABLE with Retry-After, not the value', async t => {
+test('a read whose durability wait fails answers 503 EM_ERR_UNAVAILABLE with the ingest\'s Retry-After, not the value', async t => {
   const mesh = gatedMesh(t)
-  const h = harness(t, mesh, [REGION])
+  const h = harness(t, mesh, [REGION], { unavailableRetryAfterMs: 3000 })
   const posted = post(h, '/v1/readings', [{ sensor: 's', value: 1 }])
   await waitFor(() => mesh.waiting() > 0, 'the batch waits for its LevelDB write')
   const read = get(h, '/v1/sensors/s')
@@ -428,8 +428,10 @@ test('a read whose durability wait fails answers 503 EM_ERR_UNAVAILABLE with Ret
   const r = await read
   t.is(r.status, 503)
   t.is(r.json.code, 'EM_ERR_UNAVAILABLE')
-  t.truthy(r.headers['retry-after'])
-  t.is((await posted).status, 503)
+  t.is(r.headers['retry-after'], '3', 'the read says what an unavailable ingest says')
+  const p = await posted
+  t.is(p.status, 503)
+  t.is(p.headers['retry-after'], '3')
 })
 
 // ------------------------------------------------------------------ reads over a real socket
