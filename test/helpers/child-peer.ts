@@ -17,6 +17,7 @@
 import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { ExecutionContext } from 'ava'
+import { settlesWithin } from '@edge-mesh/service'
 
 /** Where a process registers its stop: an ava `t`, or anything with the same `teardown`. */
 export type TeardownHost = Pick<ExecutionContext, 'teardown'>
@@ -66,17 +67,6 @@ const STDERR_TAIL = 4000
 
 /** The end of `s`, for error messages. */
 export const tail = (s: string): string => s.length > STDERR_TAIL ? '…' + s.slice(-STDERR_TAIL) : s
-
-/** True if `p` settles within `ms` (its outcome is ignored). */
-export async function settlesWithin (p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(false) }, ms) })
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 // ------------------------------------------------------------------ safety net
 

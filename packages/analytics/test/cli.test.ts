@@ -4,17 +4,14 @@
  * a start-up failure with status 1, the ready line, serving, and a clean shutdown on SIGINT that
  * keeps the history for the next start.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import test, { type ExecutionContext } from 'ava'
+import test from 'ava'
 import type { EdgeMeshError } from '@edge-mesh/errors'
 import { parseAnalyticsCommand, parseDuration, testHooksFromEnv, ANALYTICS_DEFAULTS } from '../src/index.ts'
+import { EdgeMeshCommand } from '../../../test/helpers/edge-mesh-command.ts'
 import { tempDir } from './helpers.ts'
 
-const EDGE_MESH = fileURLToPath(new URL('../../../peers/edge-mesh.ts', import.meta.url))
-const TIMEOUT_MS = 30_000
 const PEER = '12D3KooWBmwkafWE2fqfzS96VoTZNkLaxi3ayFnRy9E9Zd7Jjv6Q'
 const ADDR = `/ip4/127.0.0.1/tcp/4001/p2p/${PEER}`
 
@@ -93,71 +90,20 @@ test('the test-only control is read from EDGE_MESH_TEST_CONTROL', t => {
 
 // ------------------------------------------------------------------ the command
 
-interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-class Child {
-  readonly proc: ChildProcessWithoutNullStreams
-  stdout = ''
-  stderr = ''
-  readonly exited: Promise<Run>
-
-  constructor (t: ExecutionContext, args: string[]) {
-    this.proc = spawn(process.execPath, [EDGE_MESH, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
-    this.proc.stdin.end()
-    this.proc.stdout.setEncoding('utf8').on('data', (c: string) => { this.stdout += c })
-    this.proc.stderr.setEncoding('utf8').on('data', (c: string) => { this.stderr += c })
-    this.exited = new Promise<Run>(resolve => {
-      this.proc.once('close', (code, signal) => { resolve({ code, signal, stdout: this.stdout, stderr: this.stderr }) })
-    })
-    t.teardown(async () => {
-      if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL')
-      await this.exited
-    })
-  }
-
-  async line (n: number): Promise<string> {
-    const end = Date.now() + TIMEOUT_MS
-    for (;;) {
-      const lines = this.stdout.split('\n')
-      if (lines.length > n + 1) return lines[n]
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`exited before stdout line ${n}; stderr:\n${this.stderr}`)
-      if (Date.now() > end) throw new Error(`no stdout line ${n} within ${TIMEOUT_MS} ms; stderr:\n${this.stderr}`)
-      await new Promise(resolve => setTimeout(resolve, 25))
-    }
-  }
-
-  async exit (): Promise<Run> {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { this.proc.kill('SIGKILL'); reject(new Error(`did not exit within ${TIMEOUT_MS} ms; stderr:\n${this.stderr}`)) }, TIMEOUT_MS)
-    })
-    try {
-      return await Promise.race([this.exited, timeout])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-}
-
 test('--help prints the usage with examples; usage errors exit 2 naming the flag', async t => {
-  const help = await new Child(t, ['analytics', '--help']).exit()
+  const help = await new EdgeMeshCommand(t, ['analytics', '--help']).result()
   t.is(help.code, 0)
   t.regex(help.stdout, /^edge-mesh analytics: /)
   t.regex(help.stdout, /--bootstrap <multiaddr>/)
   t.regex(help.stdout, /Examples:/)
-  const noData = await new Child(t, ['analytics', '--bootstrap', ADDR]).exit()
+  const noData = await new EdgeMeshCommand(t, ['analytics', '--bootstrap', ADDR]).result()
   t.is(noData.code, 2)
   t.regex(noData.stderr, /--data <dir> is required/)
   t.is(noData.stdout, '')
-  const bad = await new Child(t, ['analytics', '--data', 'd', '--retention', 'soon']).exit()
+  const bad = await new EdgeMeshCommand(t, ['analytics', '--data', 'd', '--retention', 'soon']).result()
   t.is(bad.code, 2)
   t.regex(bad.stderr, /--retention: expected a duration/)
-  const badEnv = await new Promise<Run>(resolve => {
-    const p = spawn(process.execPath, [EDGE_MESH, 'analytics', '--data', 'd'], { env: { ...process.env, EDGE_MESH_TEST_CONTROL: 'on' } })
-    let stderr = ''
-    p.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c })
-    p.once('close', (code, signal) => { resolve({ code, signal, stdout: '', stderr }) })
-  })
+  const badEnv = await new EdgeMeshCommand(t, ['analytics', '--data', 'd'], { env: { EDGE_MESH_TEST_CONTROL: 'on' } }).result()
   t.is(badEnv.code, 2)
   t.regex(badEnv.stderr, /EDGE_MESH_TEST_CONTROL/)
 })
@@ -166,7 +112,7 @@ test('the command prints its ready line, serves, stops cleanly on SIGINT, and a 
   const dir = await tempDir(t)
   const key = join(dir, 'swarm.key')
   await writeFile(key, '/key/swarm/psk/1.0.0/\n/base16/\n' + 'ab'.repeat(32) + '\n')
-  const a = new Child(t, ['analytics', '--json', '--data', dir, '--http', '127.0.0.1:0', '--psk', key, '--log-level', 'warn'])
+  const a = new EdgeMeshCommand(t, ['analytics', '--json', '--data', dir, '--http', '127.0.0.1:0', '--psk', key, '--log-level', 'warn'])
   const ready = JSON.parse(await a.line(0)) as { event: string, peerId: string, addrs: string[], http: string }
   t.is(ready.event, 'ready')
   t.regex(ready.peerId, /^12D3KooW/)
@@ -178,18 +124,18 @@ test('the command prints its ready line, serves, stops cleanly on SIGINT, and a 
   t.is(r.status, 200)
   t.like(await r.json(), { ready: true, storage: 'open', mesh: 'started', regions: 0 })
 
-  const b = await new Child(t, ['analytics', '--json', '--data', dir, '--http', '127.0.0.1:0', '--log-level', 'silent']).exit()
+  const b = await new EdgeMeshCommand(t, ['analytics', '--json', '--data', dir, '--http', '127.0.0.1:0', '--log-level', 'silent']).result()
   t.is(b.code, 1, b.stderr)
   t.regex(b.stderr, /failed to start/)
 
-  a.proc.kill('SIGINT')
-  const run = await a.exit()
+  a.child.kill('SIGINT')
+  const run = await a.result()
   t.is(run.code, 0, run.stderr)
   t.deepEqual(JSON.parse(run.stdout.trim().split('\n').at(-1) as string), { event: 'stopped' })
 
   // The same identity on the next start.
-  const c = new Child(t, ['analytics', '--json', '--data', dir, '--http', '127.0.0.1:0', '--psk', key, '--log-level', 'warn'])
+  const c = new EdgeMeshCommand(t, ['analytics', '--json', '--data', dir, '--http', '127.0.0.1:0', '--psk', key, '--log-level', 'warn'])
   t.is((JSON.parse(await c.line(0)) as { peerId: string }).peerId, ready.peerId)
-  c.proc.kill('SIGTERM')
-  t.is((await c.exit()).code, 0)
+  c.child.kill('SIGTERM')
+  t.is((await c.result()).code, 0)
 })

@@ -7,7 +7,6 @@
  */
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setTimeout as delay } from 'node:timers/promises'
 import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -16,23 +15,12 @@ import * as encoding from 'lib0/encoding'
 import { isEdgeMeshError } from '@edge-mesh/errors'
 import { toStored } from '@edge-mesh/reading'
 import { createRegionState, type RegionState } from '@edge-mesh/region-state'
-import { fakeClock } from '@edge-mesh/testkit'
+import { activeResources, fakeClock, waitFor, waitForNoResourcesBeyond } from '@edge-mesh/testkit'
 import { attachAppSockets, type AppSockets } from '../../gateway/src/app-ws.ts'
 import { connectRegion, type ConnectRegionInit, type RegionView, type ViewChange } from '../src/index.ts'
 
 const REGION = 'eu-west'
 const PATH = '/v1/docs'
-const WAIT_MS = 10_000
-
-async function waitFor (cond: () => boolean, what: string, explain?: () => unknown): Promise<void> {
-  const end = Date.now() + WAIT_MS
-  while (!cond()) {
-    if (Date.now() > end) {
-      throw new Error(`timed out after ${WAIT_MS} ms waiting for: ${what}${explain !== undefined ? `; last state: ${JSON.stringify(explain())}` : ''}`)
-    }
-    await delay(20)
-  }
-}
 
 interface Gateway {
   sockets: AppSockets
@@ -181,7 +169,7 @@ test('a view whose clock is far behind the gateway still shows its readings (age
   const errors: unknown[] = []
   const v = view(t, { url: gw.url, onError: err => { errors.push(err) } })
   await v.synced
-  await waitFor(() => v.latest('line-1/a') !== undefined, 'the reading in the view', () => errors.map(String))
+  await waitFor(() => v.latest('line-1/a') !== undefined, 'the reading in the view', { explain: () => errors.map(String) })
   t.is(v.latest('line-1/a')?.ageMs, 0)
   region.put('line-1/a', 2)
   await waitFor(() => v.latest('line-1/a')?.value === 2, 'a live reading from the future')
@@ -211,13 +199,13 @@ test('the view reconnects after the gateway restarts on the same port and resync
   v.on('status', s => { statuses.push(s) })
   await v.synced
   await gw.stop()
-  await waitFor(() => v.status !== 'connected', 'the view saw the gateway go', () => statuses)
+  await waitFor(() => v.status !== 'connected', 'the view saw the gateway go', { explain: () => statuses })
   region.put('line-1/a', 2) // written while the view is away
   region.put('line-2/b', 'while down')
 
   const again = await startGateway(t, region, gw.port)
   await waitFor(() => v.status === 'connected' && v.latest('line-2/b')?.value === 'while down' && v.latest('line-1/a')?.value === 2,
-    'reconnected and resynced', () => ({ status: v.status, sensors: v.sensors(), stats: v.stats() }))
+    'reconnected and resynced', { explain: () => ({ status: v.status, sensors: v.sensors(), stats: v.stats() }) })
   region.put('line-3/c', 3)
   await waitFor(() => v.latest('line-3/c')?.value === 3, 'live again')
   t.true(v.stats().connects >= 2)
@@ -285,7 +273,7 @@ test('an update the view must refuse is counted and reported through onError, ne
   const v = view(t, { url: `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`, onError: err => { errors.push(err) } })
   v.on('change', () => { throw new Error('a listener that throws') })
   await v.synced
-  await waitFor(() => v.latest('line-1/a') !== undefined, 'the valid reading in the view', () => ({ errors: errors.map(String), stats: v.stats() }))
+  await waitFor(() => v.latest('line-1/a') !== undefined, 'the valid reading in the view', { explain: () => ({ errors: errors.map(String), stats: v.stats() }) })
   t.is(v.stats().invalidUpdates, 1)
   t.true(isEdgeMeshError(errors[0], 'EM_ERR_INVALID_UPDATE'), String(errors[0]))
   t.is((errors[1] as Error).message, 'a listener that throws', 'a throwing listener is reported, not rethrown')
@@ -307,12 +295,7 @@ test('bad options are refused with EM_ERR_INVALID_OPTIONS before anything connec
 })
 
 test.serial('a closed view leaves no open handles', async t => {
-  const resources = (): Map<string, number> => {
-    const m = new Map<string, number>()
-    for (const r of process.getActiveResourcesInfo()) m.set(r, (m.get(r) ?? 0) + 1)
-    return m
-  }
-  const baseline = resources()
+  const baseline = activeResources()
   const region = writerRegion(t)
   region.put('line-1/a', 1)
   const gw = await startGateway(t, region)
@@ -320,7 +303,6 @@ test.serial('a closed view leaves no open handles', async t => {
   await v.synced
   await v.close()
   await gw.stop()
-  await waitFor(() => [...resources()].every(([k, n]) => n <= (baseline.get(k) ?? 0)),
-    'no resource beyond the ones open before the test', () => ({ baseline: [...baseline], now: [...resources()] }))
+  await waitForNoResourcesBeyond(baseline)
   t.pass()
 })

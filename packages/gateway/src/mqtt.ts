@@ -62,6 +62,7 @@ import type { Logger } from 'pino'
 import { ClosedError, EdgeMeshError, InvalidOptionsError, isEdgeMeshError } from '@edge-mesh/errors'
 import { assertReadingInput, type JsonValue, type ReadingInput } from '@edge-mesh/reading'
 import { HARD_MAX_VALUE_BYTES, isValidRegionName, isValidSensorId } from '@edge-mesh/region-state'
+import { settlesWithin } from '@edge-mesh/service'
 
 /** What `ingest` reports for a batch: readings applied, and readings already known (same sensor and `ts`). */
 export interface IngestResult { accepted: number, duplicates: number }
@@ -582,17 +583,6 @@ async function withTimeout<T> (p: Promise<T>, ms: number, message: string): Prom
   })
   try {
     return await Promise.race([p, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** True if `p` settles within `ms` (its outcome is ignored). */
-async function settlesWithin (p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<boolean>(resolve => { timer = setTimeout(() => { resolve(false) }, ms) })
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout])
   } finally {
     clearTimeout(timer)
   }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { setImmediate as yieldToLoop, setTimeout as delay } from 'node:timers/promises'
+import { setImmediate as yieldToLoop } from 'node:timers/promises'
 import test, { type ExecutionContext } from 'ava'
 import { pino } from 'pino'
 import WebSocket from 'ws'
@@ -20,21 +20,11 @@ import { WebsocketProvider, messageAuth } from 'y-websocket'
 import { Awareness, encodeAwarenessUpdate } from 'y-protocols/awareness'
 import { isEdgeMeshError } from '@edge-mesh/errors'
 import { createRegionState, type RegionState } from '@edge-mesh/region-state'
+import { activeResources, waitFor, waitForNoResourcesBeyond } from '@edge-mesh/testkit'
 import { attachAppSockets, type AppSockets, type AppSocketsInit } from '../src/app-ws.ts'
 
 const REGION = 'eu-west'
 const PATH = '/v1/docs'
-const WAIT_MS = 10_000
-
-async function waitFor (cond: () => boolean, what: string, explain?: () => unknown): Promise<void> {
-  const end = Date.now() + WAIT_MS
-  while (!cond()) {
-    if (Date.now() > end) {
-      throw new Error(`timed out after ${WAIT_MS} ms waiting for: ${what}${explain !== undefined ? `; last state: ${JSON.stringify(explain())}` : ''}`)
-    }
-    await delay(20)
-  }
-}
 
 interface LogLine { level: number, msg: string, [key: string]: unknown }
 
@@ -192,7 +182,7 @@ test('a stock y-websocket client syncs the readings the region already holds', a
   const gw = await startGateway(t, [region])
   const app = stockClient(t, gw.url)
   await waitFor(() => app.provider.synced, 'the stock client synced')
-  await waitFor(() => app.replica.list().length === 2, 'the client doc shows both live readings', () => app.replica.list())
+  await waitFor(() => app.replica.list().length === 2, 'the client doc shows both live readings', { explain: () => app.replica.list() })
   t.deepEqual(app.replica.list(), region.list())
   for (const s of region.list()) {
     t.deepEqual(app.replica.get(s)?.value, region.get(s)?.value)
@@ -213,7 +203,7 @@ test('a reading put on the gateway after the sync reaches the stock client live'
   region.put('line-3/temp', 22.25)
   region.put('line-9/new', 'hello')
   await waitFor(() => valueOf(app.replica, 'line-3/temp') === 22.25 && valueOf(app.replica, 'line-9/new') === 'hello',
-    'both live writes in the client doc', () => app.replica.list())
+    'both live writes in the client doc', { explain: () => app.replica.list() })
   // A reading applied from another gateway (a remote update) is forwarded too.
   const other = writerRegion(t, 'gw-b')
   other.on('update', (u, local) => { if (local) region.applyUpdate(u) })
@@ -237,7 +227,7 @@ test('a write made in the app doc is refused: region unchanged, refusedUpdates 1
   forger.put('line-3/temp', 99)
   t.is(valueOf(app.replica, 'line-3/temp'), 99, 'the forged reading wins in the app doc')
 
-  await waitFor(() => app.denied.length === 1, 'the app received permission denied', () => gw.sockets.stats())
+  await waitFor(() => app.denied.length === 1, 'the app received permission denied', { explain: () => gw.sockets.stats() })
   t.is(gw.sockets.stats().refusedUpdates, 1)
   t.deepEqual(region.encodeStateAsUpdate(), before, 'the region doc is unchanged')
   t.is(valueOf(region, 'line-3/temp'), 21.5)
@@ -266,7 +256,7 @@ test('a stock client that reconnects repeats the deletions it learnt (compaction
   app.provider.ws?.close()
   // On open the client sends step 1 and its awareness state; it answers our step 1 with step 2.
   await waitFor(() => app.connects() >= 2 && app.provider.synced && gw.sockets.stats().messagesIn >= messagesBefore + 3,
-    'reconnected, resynced and the step 2 reply received', () => gw.sockets.stats())
+    'reconnected, resynced and the step 2 reply received', { explain: () => gw.sockets.stats() })
   region.put('line-3/temp', 100)
   await waitFor(() => valueOf(app.replica, 'line-3/temp') === 100, 'a live reading after the reconnect')
   t.is(gw.sockets.stats().refusedUpdates, 0)
@@ -399,7 +389,7 @@ test('the sync step 2 of a region larger than maxBufferedBytes is not taken for 
   region.put('line-0/small', 1) // an update to send while the step 2 is still buffered
   t.is(gw.sockets.stats().dropped, 0)
   raw.ws.resume()
-  await waitFor(() => typesOf(raw.messages).join() === 's0,s1,s2', 'step 1, step 2 and the update received', () => typesOf(raw.messages))
+  await waitFor(() => typesOf(raw.messages).join() === 's0,s1,s2', 'step 1, step 2 and the update received', { explain: () => typesOf(raw.messages) })
   t.is(gw.sockets.stats().dropped, 0)
   t.is(gw.sockets.stats().clients, 1)
 })
@@ -416,12 +406,7 @@ test('invalid options are refused with EM_ERR_INVALID_OPTIONS', t => {
 })
 
 test.serial('close() disconnects every app, unsubscribes from the region, removes its listener and leaves no open handles', async t => {
-  const resources = (): Map<string, number> => {
-    const m = new Map<string, number>()
-    for (const r of process.getActiveResourcesInfo()) m.set(r, (m.get(r) ?? 0) + 1)
-    return m
-  }
-  const baseline = resources()
+  const baseline = activeResources()
   const region = writerRegion(t)
   region.put('line-3/temp', 1)
   t.is(observers(region, 'update'), 0)
@@ -459,9 +444,6 @@ test.serial('close() disconnects every app, unsubscribes from the region, remove
   await sockets.close() // idempotent
   server.closeAllConnections()
   await new Promise<void>(resolve => { server.close(() => { resolve() }) })
-  await waitFor(() => {
-    const now = resources()
-    return [...now].every(([k, n]) => n <= (baseline.get(k) ?? 0))
-  }, 'no resource beyond the ones open before the test', () => ({ baseline: [...baseline], now: [...resources()] }))
+  await waitForNoResourcesBeyond(baseline)
   t.pass()
 })

@@ -3,79 +3,24 @@
  * errors with status 2, start-up failures with status 1, the ready line, serving, and a clean
  * shutdown on SIGTERM/SIGINT with the data persisted for the next start.
  */
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
 import fs from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import test, { type ExecutionContext } from 'ava'
+import { EdgeMeshCommand, type CommandResult } from '../../../test/helpers/edge-mesh-command.ts'
 import { freePort } from '../../../test/helpers/mosquitto.ts'
 import { tempDir } from './gateway-helpers.ts'
 
-const EDGE_MESH = fileURLToPath(new URL('../../../peers/edge-mesh.ts', import.meta.url))
-const READY_TIMEOUT_MS = 20_000
-const EXIT_TIMEOUT_MS = 20_000
-
-interface Run { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string }
-
-/** A running edge-mesh child, killed at teardown if still running. */
-class Child {
-  readonly proc: ChildProcessWithoutNullStreams
-  stdout = ''
-  stderr = ''
-  readonly exited: Promise<Run>
-
-  constructor (t: ExecutionContext, args: string[]) {
-    this.proc = spawn(process.execPath, [EDGE_MESH, ...args], { stdio: ['pipe', 'pipe', 'pipe'] })
-    this.proc.stdout.setEncoding('utf8').on('data', (c: string) => { this.stdout += c })
-    this.proc.stderr.setEncoding('utf8').on('data', (c: string) => { this.stderr += c })
-    this.exited = new Promise<Run>(resolve => {
-      this.proc.once('close', (code, signal) => { resolve({ code, signal, stdout: this.stdout, stderr: this.stderr }) })
-    })
-    t.teardown(async () => {
-      if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL')
-      await this.exited
-    })
-  }
-
-  /** Resolves with the first stdout line, or rejects (with stderr) if none comes in time or the child exits. */
-  async firstLine (): Promise<string> {
-    const end = Date.now() + READY_TIMEOUT_MS
-    while (!this.stdout.includes('\n')) {
-      if (this.proc.exitCode !== null || this.proc.signalCode !== null) throw new Error(`exited before its ready line; stderr:\n${this.stderr}`)
-      if (Date.now() > end) throw new Error(`no ready line within ${READY_TIMEOUT_MS} ms; stderr:\n${this.stderr}`)
-      await new Promise(resolve => setTimeout(resolve, 25))
-    }
-    return this.stdout.slice(0, this.stdout.indexOf('\n'))
-  }
-
-  /** Waits for the exit (SIGKILLs after a bound and fails). */
-  async exit (): Promise<Run> {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        this.proc.kill('SIGKILL')
-        reject(new Error(`did not exit within ${EXIT_TIMEOUT_MS} ms; stderr:\n${this.stderr}`))
-      }, EXIT_TIMEOUT_MS)
-    })
-    try {
-      return await Promise.race([this.exited, timeout])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-}
-
-async function run (t: ExecutionContext, args: string[]): Promise<Run> {
-  return await new Child(t, args).exit()
+async function run (t: ExecutionContext, args: string[]): Promise<CommandResult> {
+  return await new EdgeMeshCommand(t, args).result()
 }
 
 interface Ready { event: 'ready', peerId: string, addrs: string[], http: string }
 
-async function startJson (t: ExecutionContext, args: string[]): Promise<{ child: Child, ready: Ready }> {
-  const child = new Child(t, ['gateway', '--json', '--http', '127.0.0.1:0', '--log-level', 'warn', ...args])
-  const ready = JSON.parse(await child.firstLine()) as Ready
-  return { child, ready }
+async function startJson (t: ExecutionContext, args: string[]): Promise<{ gw: EdgeMeshCommand, ready: Ready }> {
+  const gw = new EdgeMeshCommand(t, ['gateway', '--json', '--http', '127.0.0.1:0', '--log-level', 'warn', ...args])
+  const ready = JSON.parse(await gw.line(0)) as Ready
+  return { gw, ready }
 }
 
 test('edge-mesh --help lists the gateway command; no command or an unknown one exits 2', async t => {
@@ -122,7 +67,7 @@ test('usage errors exit 2 with a message naming the flag or key', async t => {
 test('it starts, prints the ready line, serves, exits 0 on SIGTERM, and a restart has the same identity and data', async t => {
   const dir = await tempDir(t)
   const data = path.join(dir, 'gw')
-  const { child, ready } = await startJson(t, ['--region', 'plant-1', '--data', data])
+  const { gw, ready } = await startJson(t, ['--region', 'plant-1', '--data', data])
   t.is(ready.event, 'ready')
   t.regex(ready.http, /^http:\/\/127\.0\.0\.1:\d+$/)
   t.true(ready.addrs.length > 0 && ready.addrs.every(a => a.endsWith(`/p2p/${ready.peerId}`)))
@@ -134,8 +79,8 @@ test('it starts, prints the ready line, serves, exits 0 on SIGTERM, and a restar
   })
   t.deepEqual(await post.json(), { accepted: 1, duplicates: 0 })
 
-  child.proc.kill('SIGTERM')
-  const exit = await child.exit()
+  gw.child.kill('SIGTERM')
+  const exit = await gw.result()
   t.is(exit.code, 0, exit.stderr)
   t.true(exit.stdout.trim().endsWith('{"event":"stopped"}'))
 
@@ -143,16 +88,16 @@ test('it starts, prints the ready line, serves, exits 0 on SIGTERM, and a restar
   t.is(again.ready.peerId, ready.peerId)
   const read = await (await fetch(`${again.ready.http}/v1/sensors/line-1%2Ftemp`)).json() as Record<string, unknown>
   t.like(read, { sensor: 'line-1/temp', value: 21.5, unit: 'C', writer: ready.peerId })
-  again.child.proc.kill('SIGINT')
-  t.is((await again.child.exit()).code, 0, 'SIGINT too')
+  again.gw.child.kill('SIGINT')
+  t.is((await again.gw.result()).code, 0, 'SIGINT too')
 })
 
 test('without --json the ready line is one human line with the peer id, the mesh addresses and the HTTP URL; logs go to stderr', async t => {
-  const child = new Child(t, ['gateway', '--region', 'plant-1', '--http', '127.0.0.1:0'])
-  const line = await child.firstLine()
+  const gw = new EdgeMeshCommand(t, ['gateway', '--region', 'plant-1', '--http', '127.0.0.1:0'])
+  const line = await gw.line(0)
   t.regex(line, /^edge-mesh gateway ready: peer 12D3\w+, mesh \/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3\w+, http http:\/\/127\.0\.0\.1:\d+$/)
-  child.proc.kill('SIGTERM')
-  const exit = await child.exit()
+  gw.child.kill('SIGTERM')
+  const exit = await gw.result()
   t.is(exit.code, 0)
   t.regex(exit.stderr, /"msg":"gateway: started"/)
 })
@@ -169,10 +114,10 @@ test('a gateway that cannot start (HTTP port taken) exits 1 saying why', async t
 
 test('with an MQTT broker that is down the gateway still starts, serves and stops cleanly', async t => {
   const port = await freePort()
-  const { child, ready } = await startJson(t, ['--region', 'a', '--mqtt', `mqtt://127.0.0.1:${port}`])
+  const { gw, ready } = await startJson(t, ['--region', 'a', '--mqtt', `mqtt://127.0.0.1:${port}`])
   t.is((await fetch(`${ready.http}/health`)).status, 200)
   const metrics = await (await fetch(`${ready.http}/metrics`)).text()
   t.regex(metrics, /edge_mesh_mqtt_connected 0/)
-  child.proc.kill('SIGTERM')
-  t.is((await child.exit()).code, 0)
+  gw.child.kill('SIGTERM')
+  t.is((await gw.result()).code, 0)
 })

@@ -5,10 +5,10 @@
 import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import { setTimeout as delay } from 'node:timers/promises'
 import type { ExecutionContext } from 'ava'
 import { createMeshPeer, type MeshPeer, type MeshPeerInit } from '@edge-mesh/mesh'
 import { createRegionState, type RegionState } from '@edge-mesh/region-state'
+import { waitFor as sharedWaitFor, type WaitForInit } from '@edge-mesh/testkit'
 import type { IngestMesh } from '../src/ingest.ts'
 
 export const REGION = 'site-a'
@@ -30,21 +30,9 @@ export async function startMesh (t: ExecutionContext, init: Partial<MeshPeerInit
   return peer
 }
 
-/**
- * Polls `cond` until it holds; fails with `what` (and the last `explain()`) after `withinMs`. A
- * bound on a wait, never a timing assertion.
- */
-export async function waitFor (cond: () => boolean | Promise<boolean>, what: string, opts: { withinMs?: number, everyMs?: number, explain?: () => unknown } = {}): Promise<void> {
-  const withinMs = opts.withinMs ?? WAIT_MS
-  const end = Date.now() + withinMs
-  for (;;) {
-    if (await cond()) return
-    if (Date.now() > end) {
-      const detail = opts.explain !== undefined ? `; last state: ${JSON.stringify(opts.explain())}` : ''
-      throw new Error(`timed out after ${withinMs} ms waiting for: ${what}${detail}`)
-    }
-    await delay(opts.everyMs ?? 20)
-  }
+/** The shared bounded poll (`@edge-mesh/testkit`), with this suite's longer default bound. */
+export async function waitFor (cond: () => boolean | Promise<boolean>, what: string, opts: WaitForInit = {}): Promise<void> {
+  await sharedWaitFor(cond, what, { withinMs: WAIT_MS, ...opts })
 }
 
 /**

@@ -8,26 +8,15 @@ import { pino } from 'pino'
 import { WebSocket } from 'ws'
 import mqtt from 'mqtt'
 import { createGateway, type Gateway, type GatewayInit } from '../src/gateway.ts'
+import { postJson, startGatewayInProcess } from '../../../test/helpers/gateway-in-process.ts'
 import { startMosquitto } from '../../../test/helpers/mosquitto.ts'
 import { REGION, tempDir, waitFor } from './gateway-helpers.ts'
 
 const silent = pino({ level: 'silent' })
 
-/** A gateway on loopback with a free HTTP port, closed when the test ends. */
-async function startGateway (t: ExecutionContext, init: Partial<GatewayInit> = {}): Promise<Gateway> {
-  const gw = await createGateway({
-    regions: [REGION],
-    http: { host: '127.0.0.1', port: 0 },
-    logger: silent,
-    syncIntervalMs: 1000,
-    ...init
-  })
-  t.teardown(async () => { await gw.close() })
-  return gw
-}
-
-const postJson = async (url: string, body: unknown): Promise<Response> =>
-  await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+/** A gateway of REGION on loopback with a free HTTP port, closed when the test ends. */
+const startGateway = async (t: ExecutionContext, init: Partial<GatewayInit> = {}): Promise<Gateway> =>
+  await startGatewayInProcess(t, { regions: [REGION], syncIntervalMs: 1000, ...init })
 
 /** The value of a metric line `name{labels} value` in a scrape, or undefined. */
 function metric (text: string, name: string): number | undefined {

@@ -11,28 +11,15 @@ import { isEdgeMeshError } from '@edge-mesh/errors'
 import { wallOf } from '@edge-mesh/hlc'
 import { fromStored } from '@edge-mesh/reading'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createGateway, type Gateway, type GatewayInit } from '../src/gateway.ts'
+import type { Gateway, GatewayInit } from '../src/gateway.ts'
 import { CLOCK_OFFSET_ENV, CONTROL_ENV, PARTITION_PATH, testHooksFromEnv } from '../src/test-hooks.ts'
+import { postJson, startGatewayInProcess } from '../../../test/helpers/gateway-in-process.ts'
 import { GatewayProcess } from '../../../test/helpers/gateway-process.ts'
 import { REGION, tempDir, waitFor } from './gateway-helpers.ts'
 
-const silent = pino({ level: 'silent' })
-
-async function startGateway (t: ExecutionContext, init: Partial<GatewayInit> = {}): Promise<Gateway> {
-  const gw = await createGateway({
-    regions: [REGION],
-    http: { host: '127.0.0.1', port: 0 },
-    logger: silent,
-    syncIntervalMs: 500,
-    mesh: { redial: { minMs: 100, maxMs: 400 } },
-    ...init
-  })
-  t.teardown(async () => { await gw.close() })
-  return gw
-}
-
-const postJson = async (url: string, body: unknown): Promise<Response> =>
-  await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+/** A gateway of REGION that syncs and redials quickly (a healed partition shows soon). */
+const startGateway = async (t: ExecutionContext, init: Partial<GatewayInit> = {}): Promise<Gateway> =>
+  await startGatewayInProcess(t, { regions: [REGION], syncIntervalMs: 500, mesh: { redial: { minMs: 100, maxMs: 400 } }, ...init })
 
 /** Posts one reading with ?echo=1 and returns the HLC timestamp written. */
 async function writeOne (url: string, sensor: string, value: number): Promise<string> {

@@ -11,7 +11,8 @@
  *   the mesh peer's metrics and the HTTP error counter ({@link followerCounter}, {@link registerMeshMetrics});
  * - the command line: `parseArgs` errors naming the flag, log levels, `--writer <region>=<peer id>`
  *   ({@link parseFlags}, {@link parseWriterFlags});
- * - the TEST-ONLY partition control `POST /_test/partition` ({@link createPartitionControl}).
+ * - the TEST-ONLY partition control `POST /_test/partition` ({@link createPartitionControl});
+ * - a bounded wait for a stop: whether a promise settles within a bound ({@link settlesWithin}).
  *
  * @example
  * ```ts
@@ -42,3 +43,4 @@ export {
   type PartitionControl, type PartitionControlInit, type PartitionControlLogger, type PartitionRouteInit, type PartitionReply
 } from './partition-hook.ts'
 export { serve, type ServeInit, type ServeLogger, type ServedService } from './serve.ts'
+export { settlesWithin } from './settles-within.ts'

@@ -2,8 +2,11 @@
  * @packageDocumentation
  *
  * Deterministic helpers for tests, benchmarks, the demo and the chaos harness, so that every run
- * can be replayed from a seed.
+ * can be replayed from a seed; the bounded poll the tests wait with ({@link waitFor}) and their
+ * leak check ({@link waitForNoResourcesBeyond}).
  */
+export { waitFor, type WaitForInit } from './wait-for.ts'
+export { activeResources, waitForNoResourcesBeyond } from './active-resources.ts'
 
 /** mulberry32: a small, fast seeded PRNG returning floats in [0, 1). */
 export function prng (seed: number): () => number {
