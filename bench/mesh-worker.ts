@@ -9,6 +9,7 @@
  * Protocol: the main thread posts `{ id, op, ...args }`; the worker answers `{ id, ok: true, ...result }`
  * or `{ id, ok: false, error }`.
  */
+import { hash } from 'node:crypto'
 import { parentPort, workerData } from 'node:worker_threads'
 import { performance } from 'node:perf_hooks'
 import { createMeshPeer, regionTopic, type MeshPeer, type MeshStats } from '@edge-mesh/mesh'
@@ -54,7 +55,15 @@ export interface ReceiverReport {
 type TopicValidator = NonNullable<ReturnType<MeshPeer['node']['services']['pubsub']['topicValidators']['get']>>
 const ACCEPT = 'accept' as unknown as Awaited<ReturnType<TopicValidator>>
 
-/** A key for a frame's bytes, to match what a receiver validates with what the writer published. */
+/**
+ * A key for a frame's bytes, to match what a receiver validates with what the writer published.
+ * Native (SHA-1 in node:crypto): it runs in every receiver's validator, inside the timed work.
+ */
+export function frameKey (b: Uint8Array): string {
+  return hash('sha1', b, 'base64')
+}
+
+/** A 64-bit FNV-style hash of bytes, as `length:h1:h2` (for the views' digest). */
 export function bytesKey (b: Uint8Array): string {
   let h1 = 0x811c9dc5
   let h2 = 0x01000193
@@ -168,16 +177,24 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
           const t1 = hr()
           if (recording) {
             rec.applyMs += t1 - t0
-            rec.validations.push([bytesKey(msg.data), t0, t1 - t0])
+            rec.validations.push([frameKey(msg.data), t0, t1 - t0])
             rec.seen++
           }
           return result
         })
       } else {
         const readings = a.readings as number[] | undefined
+        // Optional synthetic work per reading in the frame (busy-waiting), standing in for an
+        // apply of that cost: how much per-reading work the transport leaves room for.
+        const workMs = (a.workUs as number | undefined ?? 0) / 1000
         validators.set(RAW_TOPIC, (_from, msg) => {
-          const now = hr()
           const view = new DataView(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength)
+          if (workMs > 0 && readings !== undefined) {
+            const k = view.getUint32(8)
+            const until = hr() + workMs * (k < readings.length ? readings[k] : 0)
+            while (hr() < until) { /* the synthetic apply */ }
+          }
+          const now = hr()
           const t = view.getFloat64(0)
           if (t >= 0 && recording && readings !== undefined) {
             rec.lat.add(now - t, readings[view.getUint32(8)])
@@ -230,7 +247,7 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
     ps.publish = async (topic: string, data?: Uint8Array) => {
       if (topic === TOPIC && recording && data !== undefined) {
         const now = hr()
-        writerRec.frames.push({ at: now, size: data.length, readings: writerRec.batches.reduce((n, b) => n + b[1], 0), batches: writerRec.batches, key: bytesKey(data) })
+        writerRec.frames.push({ at: now, size: data.length, readings: writerRec.batches.reduce((n, b) => n + b[1], 0), batches: writerRec.batches, key: frameKey(data) })
         writerRec.batches = []
         if (writerRec.pendingSince >= 0) writerRec.flush.add(now - writerRec.pendingSince, 1)
         writerRec.pendingSince = -1

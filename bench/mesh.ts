@@ -23,6 +23,10 @@
  *   npm run bench:mesh -- --seconds 10          longer propagation runs
  *   npm run bench:mesh -- --threads 1           all propagation peers on one thread
  *   npm run bench:mesh -- --only mesh-heal      one scenario
+ *   node bench/mesh.ts --child mesh-propagation --rate 10000 --raw-work-us 1
+ *                                               one line, the raw peers spinning 1 µs per reading of
+ *                                               each frame (a synthetic apply): how much per-reading
+ *                                               work the transport leaves room for
  *   npm run bench:mesh -- --only mesh-heal --heal-sensors 30000 --heal-writes 300000 --heal-sync-ms 10000
  *                                               a heal whose deltas are over the 1 MiB frame limit
  *
@@ -241,7 +245,7 @@ class PeerHost {
   async terminate (): Promise<void> { await this.worker.terminate() }
 }
 
-async function propagation (rate: number, seconds: number, threads: number): Promise<Record<string, unknown>> {
+async function propagation (rate: number, seconds: number, threads: number, rawWorkUs: number = 0): Promise<Record<string, unknown>> {
   const rnd = prng(7)
   const topo = randomMesh(PEERS, rnd)
   const adj = neighbours(topo)
@@ -343,7 +347,7 @@ async function propagation (rate: number, seconds: number, threads: number): Pro
     progress(`mesh: ${w.written} readings in ${Math.round(w.writeMs)} ms, ${w.frames.length} frames, ${seen}/${expected} deliveries, p50 ${meshLat.p50} ms p99 ${meshLat.p99} ms; max ELU ${meshElu}, other processes ${meshUse.otherCores} cores`)
 
     // ---- the raw baseline: the same frames (sizes, times) as plain bytes on RAW_TOPIC
-    await all('arm', { kind: 'raw', writer: pub, readings: w.frames.map(f => f.readings) })
+    await all('arm', { kind: 'raw', writer: pub, readings: w.frames.map(f => f.readings), workUs: rawWorkUs })
     await hostOf(pub).call('replay', { writer: pub, warm: true })
     {
       const t0 = performance.now()
@@ -391,6 +395,7 @@ async function propagation (rate: number, seconds: number, threads: number): Pro
       rawP50Ms: rawL.p50,
       rawP99Ms: rawL.p99,
       rawMaxMs: rawL.max,
+      ...(rawWorkUs > 0 ? { rawWorkUs } : {}),
       frames: w.frames.length,
       delivered: round(seen / expected, 4),
       viewsEqual,
@@ -617,7 +622,7 @@ async function child (args: string[]): Promise<void> {
   const bench = args[1]
   const arg = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
   const line = bench === 'mesh-propagation'
-    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2))
+    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2), arg('--raw-work-us', 0))
     : await heal({ links: arg('--links', 1), sensors: arg('--sensors', SENSORS), writes: arg('--writes', HEAL_WRITES), syncIntervalMs: arg('--sync-ms', HEAL_SYNC_MS) })
   run.print(line)
   // libp2p leaves sockets and timers behind for a moment after stop(): do not wait for them.
