@@ -88,6 +88,11 @@ export interface IngestorInit {
   idempotencyKeys?: number
   /** How long an idempotency key is remembered, ms. @default 600000 (10 min) */
   idempotencyTtlMs?: number
+  /**
+   * Readings held by the remembered results (a result keeps each written reading's sensor and
+   * timestamp, for the echo), at most: the oldest keys are forgotten first. @default 100000
+   */
+  idempotencyReadings?: number
   /** `retryAfterMs` of an overloaded refusal. @default 1000 */
   overloadedRetryAfterMs?: number
   /** `retryAfterMs` of an unavailable refusal. @default 5000 */
@@ -110,6 +115,8 @@ export interface IngestStats {
   pending: number
   /** Requests answered from the idempotency cache. */
   idempotentReplays: number
+  /** Keys remembered now, and the readings their results hold (bounded by `idempotencyReadings`). */
+  idempotency: { keys: number, readings: number }
   pressure: Pressure
 }
 
@@ -134,6 +141,8 @@ const silent: GatewayLogger = { debug () {}, info () {}, warn () {}, error () {}
 interface CacheEntry {
   result: Promise<IngestResult>
   at: number
+  /** Readings the result may hold (the batch's size). */
+  size: number
 }
 
 class IngestorImpl implements Ingestor {
@@ -149,6 +158,8 @@ class IngestorImpl implements Ingestor {
   private readonly log: GatewayLogger
   private readonly now: () => number
   private readonly cache = new Map<string, CacheEntry>()
+  private readonly maxCachedReadings: number
+  private cachedReadings = 0
   private readonly listeners = new Set<(p: Pressure) => void>()
   private readonly inflight = new Set<Promise<unknown>>()
   private pendingReadings = 0
@@ -162,11 +173,12 @@ class IngestorImpl implements Ingestor {
     this.maxPending = init.maxPendingReadings ?? 200_000
     this.maxKeys = init.idempotencyKeys ?? 10_000
     this.ttlMs = init.idempotencyTtlMs ?? 600_000
+    this.maxCachedReadings = init.idempotencyReadings ?? 100_000
     this.overloadedRetryAfterMs = init.overloadedRetryAfterMs ?? 1000
     this.unavailableRetryAfterMs = init.unavailableRetryAfterMs ?? 5000
     this.log = init.logger ?? silent
     this.now = init.now ?? Date.now
-    const positive = { maxPendingReadings: this.maxPending, idempotencyKeys: this.maxKeys, idempotencyTtlMs: this.ttlMs }
+    const positive = { maxPendingReadings: this.maxPending, idempotencyKeys: this.maxKeys, idempotencyTtlMs: this.ttlMs, idempotencyReadings: this.maxCachedReadings }
     for (const [k, v] of Object.entries(positive)) {
       if (!Number.isSafeInteger(v) || v < 1) throw new EdgeMeshError('EM_ERR_INVALID_OPTIONS', `${k} must be a positive integer`, { [k]: v })
     }
@@ -190,24 +202,35 @@ class IngestorImpl implements Ingestor {
         this.counters.replays++
         return hit.result
       }
-      this.cache.delete(cacheKey)
+      this.forget(cacheKey)
     }
     const result = this.guarded(region, inputs, source, ifAbsent)
-    this.remember(cacheKey, result)
+    this.remember(cacheKey, result, inputs.length)
     return result
   }
 
-  private remember (cacheKey: string, result: Promise<IngestResult>): void {
+  private remember (cacheKey: string, result: Promise<IngestResult>, size: number): void {
     const at = this.now()
-    this.cache.set(cacheKey, { result, at })
-    // Oldest first: expired ones, then whatever is over the bound.
+    this.forget(cacheKey)
+    this.cache.set(cacheKey, { result, at, size })
+    this.cachedReadings += size
+    // Oldest first: expired ones, then whatever is over the bounds (keys, readings held); the
+    // newest key stays.
     for (const [k, e] of this.cache) {
-      if (this.cache.size <= this.maxKeys && at - e.at <= this.ttlMs) break
-      this.cache.delete(k)
+      if (k === cacheKey) break
+      if (this.cache.size <= this.maxKeys && this.cachedReadings <= this.maxCachedReadings && at - e.at <= this.ttlMs) break
+      this.forget(k)
     }
     result.catch(() => {
-      if (this.cache.get(cacheKey)?.result === result) this.cache.delete(cacheKey)
+      if (this.cache.get(cacheKey)?.result === result) this.forget(cacheKey)
     })
+  }
+
+  private forget (cacheKey: string): void {
+    const e = this.cache.get(cacheKey)
+    if (e === undefined) return
+    this.cache.delete(cacheKey)
+    this.cachedReadings -= e.size
   }
 
   /** The write happens synchronously in this call; only the durability wait is asynchronous. */
@@ -321,7 +344,10 @@ class IngestorImpl implements Ingestor {
       if (this.level === 'high' && this.pendingReadings <= this.lowWater) this.setPressure('ok')
     }
     this.counters[source] += k
-    return { accepted: k, duplicates, readings }
+    // Sensor and timestamp only: a remembered result must not keep the values alive.
+    const written = new Array<{ sensor: string, t: string }>(k)
+    for (let i = 0; i < k; i++) written[i] = { sensor: readings[i].sensor, t: readings[i].t }
+    return { accepted: k, duplicates, readings: written }
   }
 
   private assertAvailable (n: number): void {
@@ -390,6 +416,7 @@ class IngestorImpl implements Ingestor {
       rejected: { ...this.rejected },
       pending: this.pendingReadings,
       idempotentReplays: this.counters.replays,
+      idempotency: { keys: this.cache.size, readings: this.cachedReadings },
       pressure: this.level
     }
   }

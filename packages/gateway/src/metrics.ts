@@ -67,6 +67,7 @@ export function createGatewayMetrics (): GatewayMetrics {
   followerCounter(registry, 'edge_mesh_readings_duplicates_total', 'Readings not written because the sensor already held the same or a newer device ts.', [], () => oneSample(src().ingest?.().duplicates))
   followerCounter(registry, 'edge_mesh_readings_stale_total', 'Duplicates whose device ts was older than the stored one (included in duplicates).', [], () => oneSample(src().ingest?.().stale))
   followerCounter(registry, 'edge_mesh_idempotent_replays_total', 'Ingest requests answered from the idempotency-key cache.', [], () => oneSample(src().ingest?.().idempotentReplays))
+  scrapedGauge(registry, 'edge_mesh_idempotency_cached_readings', 'Readings held by the remembered results of idempotency keys (bounded).', [], () => oneSample(src().ingest?.().idempotency.readings))
   scrapedGauge(registry, 'edge_mesh_ingest_pending_readings', 'Readings written, waiting for their LevelDB batch.', [], () => oneSample(src().ingest?.().pending))
   scrapedGauge(registry, 'edge_mesh_ingest_pressure', 'Ingest pressure: 1 while high (MQTT pauses), else 0.', [], () => {
     const s = src().ingest?.()

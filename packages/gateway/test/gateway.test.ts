@@ -52,7 +52,7 @@ test('a reading posted at one gateway is read at the other over HTTP; readiness 
     'edge_mesh_gossip_frames_total', 'edge_mesh_gossip_bytes_total', 'edge_mesh_sync_rounds_total', 'edge_mesh_sync_failures_total',
     'edge_mesh_peers', 'edge_mesh_compaction_pause_seconds', 'edge_mesh_leveldb_batch_write_seconds', 'edge_mesh_region_sensors',
     'edge_mesh_region_structs', 'edge_mesh_region_own_log_readings', 'edge_mesh_convergence_lag_seconds', 'edge_mesh_app_clients',
-    'edge_mesh_app_refused_updates_total', 'edge_mesh_ingest_pending_readings', 'edge_mesh_sse_clients', 'nodejs_heap_size_used_bytes'
+    'edge_mesh_app_refused_updates_total', 'edge_mesh_ingest_pending_readings', 'edge_mesh_idempotency_cached_readings', 'edge_mesh_sse_clients', 'nodejs_heap_size_used_bytes'
   ]) t.true(text.includes(`# TYPE ${name} `), name)
   const aText = await (await fetch(`${a.url}/metrics`)).text()
   t.is(metric(aText, 'edge_mesh_readings_accepted_total{source="http"}'), 1)

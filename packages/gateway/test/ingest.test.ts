@@ -183,6 +183,31 @@ test('idempotency keys are forgotten after their time to live and beyond the bou
   t.not(mesh.region(REGION).get('s1')?.t, tA, "'a' was evicted: written again")
 })
 
+test('the idempotency cache is bounded by the readings its results hold, oldest keys first, and keeps no values', async t => {
+  const mesh = await startMesh(t)
+  const ingestor = createIngestor({ mesh, regions: [REGION], idempotencyReadings: 250 })
+  const batch = (tag: string, n: number): Array<{ sensor: string, value: unknown }> =>
+    Array.from({ length: n }, (_, i) => ({ sensor: `${tag}/${i}`, value: { big: 'x'.repeat(100), i } }))
+  const first = await ingestor.ingest(REGION, batch('a', 100), { idempotencyKey: 'a' })
+  t.deepEqual(Object.keys(first.readings[0]).sort(), ['sensor', 't'], 'a result keeps sensor and timestamp only')
+  await ingestor.ingest(REGION, batch('b', 100), { idempotencyKey: 'b' })
+  t.deepEqual(ingestor.stats().idempotency, { keys: 2, readings: 200 })
+  await ingestor.ingest(REGION, batch('c', 100), { idempotencyKey: 'c' }) // 300 > 250: 'a' goes
+  t.deepEqual(ingestor.stats().idempotency, { keys: 2, readings: 200 })
+  const replays = ingestor.stats().idempotentReplays
+  const tB = mesh.region(REGION).get('b/0')?.t
+  t.is((await ingestor.ingest(REGION, batch('b', 100), { idempotencyKey: 'b' })).accepted, 100)
+  t.is(ingestor.stats().idempotentReplays, replays + 1, "'b' answered from the cache")
+  t.is(mesh.region(REGION).get('b/0')?.t, tB, "'b' not written again")
+  const tA = mesh.region(REGION).get('a/0')?.t
+  await ingestor.ingest(REGION, batch('a', 100), { idempotencyKey: 'a' })
+  t.not(mesh.region(REGION).get('a/0')?.t, tA, "'a' was forgotten: written again")
+  // A single batch over the bound is still remembered (the newest key stays).
+  await ingestor.ingest(REGION, batch('d', 300), { idempotencyKey: 'd' })
+  t.deepEqual(ingestor.stats().idempotency, { keys: 1, readings: 300 })
+  t.throws(() => createIngestor({ mesh, regions: [REGION], idempotencyReadings: 0 }), { message: /idempotencyReadings must be a positive integer/ })
+})
+
 test('an unknown region is EM_ERR_NOT_FOUND naming it', async t => {
   const mesh = await startMesh(t)
   const ingestor = createIngestor({ mesh, regions: [REGION] })
