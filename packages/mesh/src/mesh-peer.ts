@@ -5,7 +5,6 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
-import { preSharedKey } from '@libp2p/pnet'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
@@ -713,6 +712,8 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
   const denyPeer = init.denyPeer
   const refused = denyPeer === undefined ? isBanned : (peer: PeerId): boolean => isBanned(peer) || denyPeer(peer.toString())
   const maxFrameBytes = init.maxFrameBytes ?? 1024 * 1024
+  // Loaded only for a private network: its XSalsa20 WebAssembly holds memory once loaded.
+  const protector = init.psk !== undefined ? (await import('@libp2p/pnet')).preSharedKey({ psk: init.psk }) : undefined
   try {
     const node = await createLibp2p({
       privateKey,
@@ -720,7 +721,7 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
       transports: [tcp()],
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
-      ...(init.psk !== undefined ? { connectionProtector: preSharedKey({ psk: init.psk }) } : {}),
+      ...(protector !== undefined ? { connectionProtector: protector } : {}),
       connectionGater: {
         denyDialMultiaddr: () => false,
         denyDialPeer: refused,

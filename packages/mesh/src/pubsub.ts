@@ -71,6 +71,10 @@ export function createPubsub (init: PubsubInit): ReturnType<typeof gossipsub> {
     maxInboundDataLength: init.maxFrameBytes + FRAME_ENVELOPE_HEADROOM,
     // Low-latency settings for a small mesh on a LAN/WAN of gateways.
     heartbeatInterval: 700,
+    // Message ids remembered against duplicates, ms (gossipsub's default is 120 s). A frame seen
+    // again after this is applied again, which changes nothing: 30 s covers gossip's own
+    // re-delivery (a few heartbeats) and keeps the cache a quarter of the size.
+    seenTTL: 30_000,
     scoreParams: { topics },
     scoreThresholds: { gossipThreshold: -50, publishThreshold: -100, graylistThreshold: -200 }
   }
