@@ -298,6 +298,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private expiredCount = 0
   private remoteChanged = false
   private readonly onLocalUpdate: (update: Uint8Array) => void
+  private localDepth = 0
   /** Generation of the current apply and the keys it changed (see Slot.gen). */
   private gen = 1
   private changedKeys = 0
@@ -512,11 +513,12 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    * whoever reacts to 'update' sees them in the view.
    */
   private transactLocal (f: () => void): void {
-    this.doc.on('update', this.onLocalUpdate)
+    // Nested calls join the outer transaction: the listener stays until the outermost returns.
+    if (this.localDepth++ === 0) this.doc.on('update', this.onLocalUpdate)
     try {
       this.doc.transact(f, LOCAL_ORIGIN)
     } finally {
-      this.doc.off('update', this.onLocalUpdate)
+      if (--this.localDepth === 0) this.doc.off('update', this.onLocalUpdate)
     }
   }
 
