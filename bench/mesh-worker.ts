@@ -50,6 +50,8 @@ export interface ReceiverReport {
   seen: number
   /** Mesh only: per frame received, [frame key, hr() at the validator, ms in the validator]. */
   validations: Array<[string, number, number]>
+  /** Gossip messages this peer received on any topic while recording, duplicates included. */
+  msgsIn: number
 }
 
 type TopicValidator = NonNullable<ReturnType<MeshPeer['node']['services']['pubsub']['topicValidators']['get']>>
@@ -117,7 +119,7 @@ const peer = (kind: Kind, index: number): MeshPeer => {
 const hosted = (kind: Kind): Array<[number, MeshPeer]> =>
   [...peers].filter(([k]) => k.startsWith(`${kind}:`)).map(([k, p]) => [Number(k.split(':')[1]), p])
 
-interface Receiver { lat: Grow, batch: Grow, seen: number, validations: Array<[string, number, number]>, applyMs: number }
+interface Receiver { lat: Grow, batch: Grow, seen: number, validations: Array<[string, number, number]>, applyMs: number, msgsIn: number }
 const receivers = new Map<string, Receiver>()
 let recording = false
 let eluStart = performance.eventLoopUtilization()
@@ -163,8 +165,15 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
     const kind = a.kind as Kind
     for (const [i, p] of hosted(kind)) {
       if (i === a.writer) continue
-      const rec: Receiver = { lat: new Grow(), batch: new Grow(), seen: 0, validations: [], applyMs: 0 }
+      const rec: Receiver = { lat: new Grow(), batch: new Grow(), seen: 0, validations: [], applyMs: 0, msgsIn: 0 }
       receivers.set(key(kind, i), rec)
+      // Every message gossipsub hands to its validation, duplicates included (they are dropped there).
+      const gs = p.node.services.pubsub as unknown as { handleReceivedMessage: (...args: unknown[]) => Promise<void> }
+      const handle = gs.handleReceivedMessage.bind(gs)
+      gs.handleReceivedMessage = async (...args: unknown[]) => {
+        if (recording) rec.msgsIn++
+        await handle(...args)
+      }
       const validators = p.node.services.pubsub.topicValidators
       if (kind === 'mesh') {
         const orig = validators.get(TOPIC)
@@ -330,7 +339,7 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
       if (!k.startsWith(`${kind}:`)) continue
       const [lat, weight] = r.lat.take()
       const [batchLat] = r.batch.take()
-      out.push({ lat, weight, batchLat, seen: r.seen, validations: r.validations })
+      out.push({ lat, weight, batchLat, seen: r.seen, validations: r.validations, msgsIn: r.msgsIn })
     }
     return { reports: out }
   },

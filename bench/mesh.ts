@@ -426,6 +426,8 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       syncBytes: d.syncBytesOut - before.syncBytesOut,
       wireMB: round(meshWire / 2 ** 20, 2),
       rawWireMB: round(rawWire / 2 ** 20, 2),
+      msgsIn: meshReports.reduce((n, r) => n + r.msgsIn, 0),
+      rawMsgsIn: rawReports.reduce((n, r) => n + r.msgsIn, 0),
       elu: meshElu,
       cpuCores: meshUse.cpuCores,
       otherCores: meshUse.otherCores,
