@@ -9,7 +9,9 @@ import type { ExecutionContext } from 'ava'
 import { createMeshPeer, type MeshPeer, type MeshPeerInit } from '@edge-mesh/mesh'
 import { createRegionState, type RegionState } from '@edge-mesh/region-state'
 import { waitFor as sharedWaitFor, type WaitForInit } from '@edge-mesh/testkit'
+import { pino } from 'pino'
 import type { IngestMesh } from '../src/ingest.ts'
+import { createGateway, type Gateway, type GatewayInit } from '../src/index.ts'
 
 export const REGION = 'site-a'
 export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
@@ -82,4 +84,21 @@ export function gatedMesh (t: ExecutionContext, regions: string[] = [REGION]): G
   }
   t.teardown(() => { mesh.release() })
   return mesh
+}
+
+const silentLogger = pino({ level: 'silent' })
+
+/**
+ * A whole gateway in the test process (`createGateway`): HTTP on a free loopback port, logs off
+ * unless `init` gives a logger, closed when the test ends.
+ */
+export async function startGatewayInProcess (t: ExecutionContext, init: GatewayInit): Promise<Gateway> {
+  const gw = await createGateway({ http: { host: '127.0.0.1', port: 0 }, logger: silentLogger, ...init })
+  t.teardown(async () => { await gw.close() })
+  return gw
+}
+
+/** POSTs `body` as JSON to `url`. */
+export async function postJson (url: string, body: unknown): Promise<Response> {
+  return await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 }

@@ -8,9 +8,8 @@ import { pino } from 'pino'
 import { WebSocket } from 'ws'
 import mqtt from 'mqtt'
 import { createGateway, type Gateway, type GatewayInit } from '../src/gateway.ts'
-import { postJson, startGatewayInProcess } from '../../../test/helpers/gateway-in-process.ts'
 import { startMosquitto } from '../../../test/helpers/mosquitto.ts'
-import { REGION, tempDir, waitFor } from './gateway-helpers.ts'
+import { postJson, REGION, startGatewayInProcess, tempDir, waitFor } from './gateway-helpers.ts'
 
 const silent = pino({ level: 'silent' })
 

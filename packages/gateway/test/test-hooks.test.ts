@@ -13,9 +13,8 @@ import { fromStored } from '@edge-mesh/reading'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { Gateway, GatewayInit } from '../src/gateway.ts'
 import { CLOCK_OFFSET_ENV, CONTROL_ENV, PARTITION_PATH, testHooksFromEnv } from '../src/test-hooks.ts'
-import { postJson, startGatewayInProcess } from '../../../test/helpers/gateway-in-process.ts'
 import { GatewayProcess } from '../../../test/helpers/gateway-process.ts'
-import { REGION, tempDir, waitFor } from './gateway-helpers.ts'
+import { postJson, REGION, startGatewayInProcess, tempDir, waitFor } from './gateway-helpers.ts'
 
 /** A gateway of REGION that syncs and redials quickly (a healed partition shows soon). */
 const startGateway = async (t: ExecutionContext, init: Partial<GatewayInit> = {}): Promise<Gateway> =>
