@@ -210,3 +210,25 @@ test('state-vector sync: encodeStateAsUpdate(peer state vector) brings the peer 
   t.deepEqual(winners(b), winners(a))
   t.deepEqual(Array.from(b.encodeStateVector()), Array.from(a.encodeStateVector()))
 })
+
+test('Yjs encodes updates only for the replica\'s own transactions: applying a remote one does not encode it again', t => {
+  const clock = fakeClock()
+  const a = region(clock, { writer: 'gw-a' })
+  const b = region(clock, { writer: 'gw-b' })
+  const fromA = recordLocalUpdates(a)
+  // Yjs encodes a transaction's update exactly when the doc has an 'update' observer at its end.
+  const encodes = (r: typeof b): boolean[] => {
+    const seen: boolean[] = []
+    r.doc.on('afterTransaction', () => { seen.push((r.doc as unknown as { _observers: Map<string, unknown> })._observers.has('update')) })
+    return seen
+  }
+  const bEncodes = encodes(b)
+  a.putMany(Array.from({ length: 50 }, (_, i) => ({ sensor: `s${i}`, value: i })))
+  for (const u of fromA) b.applyUpdate(u)
+  t.is(b.list().length, 50, 'the remote readings are in the view')
+  t.true(bEncodes.length > 0)
+  t.true(bEncodes.every(x => !x), 'no encoding for remote transactions')
+  b.put('own', 1)
+  t.is(bEncodes.at(-1), true, 'its own write is encoded (it is what it sends)')
+  t.false((b.doc as unknown as { _observers: Map<string, unknown> })._observers.has('update'), 'and the listener is gone again')
+})
