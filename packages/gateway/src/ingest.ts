@@ -138,6 +138,11 @@ export interface Ingestor {
 
 const silent: GatewayLogger = { debug () {}, info () {}, warn () {}, error () {} }
 
+/** A result to remember under an idempotency key: sensor and timestamp per reading, no values kept alive. */
+function remembered (r: IngestResult): IngestResult {
+  return { accepted: r.accepted, duplicates: r.duplicates, readings: r.readings.map(x => ({ sensor: x.sensor, t: x.t })) }
+}
+
 interface CacheEntry {
   result: Promise<IngestResult>
   at: number
@@ -204,14 +209,13 @@ class IngestorImpl implements Ingestor {
       }
       this.forget(cacheKey)
     }
-    const result = this.guarded(region, inputs, source, ifAbsent)
+    const result = this.guarded(region, inputs, source, ifAbsent).then(remembered)
     this.remember(cacheKey, result, inputs.length)
     return result
   }
 
   private remember (cacheKey: string, result: Promise<IngestResult>, size: number): void {
     const at = this.now()
-    this.forget(cacheKey)
     this.cache.set(cacheKey, { result, at, size })
     this.cachedReadings += size
     // Oldest first: expired ones, then whatever is over the bounds (keys, readings held); the
@@ -344,10 +348,7 @@ class IngestorImpl implements Ingestor {
       if (this.level === 'high' && this.pendingReadings <= this.lowWater) this.setPressure('ok')
     }
     this.counters[source] += k
-    // Sensor and timestamp only: a remembered result must not keep the values alive.
-    const written = new Array<{ sensor: string, t: string }>(k)
-    for (let i = 0; i < k; i++) written[i] = { sensor: readings[i].sensor, t: readings[i].t }
-    return { accepted: k, duplicates, readings: written }
+    return { accepted: k, duplicates, readings }
   }
 
   private assertAvailable (n: number): void {
