@@ -66,6 +66,22 @@ async function chartOf (page: Page, sensor: string): Promise<{ points: number, l
   }, sensor)
 }
 
+/**
+ * Unchecks a box as a user would. The page updates live (tiles, ages, panels), so a layout change
+ * can land between Playwright's hit-target check and its click, which then misses the box and
+ * Playwright reports "did not change its state". A user clicks again; so does this, at most 3 times.
+ */
+async function uncheck (page: Page, selector: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.uncheck(selector)
+      return
+    } catch (err) {
+      if (attempt >= 3 || !String(err).includes('did not change its state')) throw err
+    }
+  }
+}
+
 const chartSelector = (sensor: string, attrs: string = '', region: string = REGION): string => `.chart[data-region="${region}"][data-sensor="${sensor}"]${attrs}`
 
 async function tempDir (t: ExecutionContext, prefix: string): Promise<string> {
@@ -218,7 +234,7 @@ test('the dashboard shows a reading ingested at a gateway on its chart live, lis
   t.is(await page.$$eval('.chart', els => els.length), 1, `only ${OTHER_REGION}'s sensor is charted`)
   await post([{ sensor: 'hall/humidity', value: 42.5, unit: '%' }], OTHER_REGION)
   await waitFor(page, chartSelector('hall/humidity', '[data-points="2"][data-last-value="42.5"]', OTHER_REGION), `a live reading of ${OTHER_REGION}`)
-  await page.uncheck('.sensor-choice[data-sensor="hall/humidity"] input')
+  await uncheck(page, '.sensor-choice[data-sensor="hall/humidity"] input')
   await waitFor(page, '#charts:not(:has(.chart))', 'the chart to go when its sensor is unchecked')
   t.is(await page.evaluate(() => (globalThis as Record<string, unknown>).dashboardMarker), 'same document', 'still the same document')
   await page.close()
