@@ -381,13 +381,21 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
   }
 }
 
+/** Everything an error says (an error's stack can be empty, and some carry only a name or a code). */
+function describeError (err: unknown): string {
+  if (!(err instanceof Error)) return `a thrown ${typeof err}: ${String(err)}`
+  const code = (err as Error & { code?: unknown }).code
+  const head = `${err.name}${code !== undefined ? ` (${String(code)})` : ''}: ${err.message === '' ? '(no message)' : err.message}`
+  return err.stack !== undefined && err.stack !== '' && err.stack.includes(err.message) ? `${head}\n${err.stack.split('\n').slice(1).join('\n')}` : head
+}
+
 if (parentPort !== null && workerData?.benchMeshWorker === true) {
   const port = parentPort
   port.on('message', (m: { id: number, op: string } & Args) => {
     const op = ops[m.op]
     if (op === undefined) { port.postMessage({ id: m.id, ok: false, error: `unknown op ${m.op}` }); return }
     op(m).then(r => { port.postMessage({ id: m.id, ok: true, ...r }) }, (err: unknown) => {
-      port.postMessage({ id: m.id, ok: false, error: String((err as Error)?.stack ?? err) })
+      port.postMessage({ id: m.id, ok: false, error: describeError(err) })
     })
   })
 }

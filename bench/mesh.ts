@@ -222,14 +222,14 @@ async function drain (what: string, count: () => Promise<number>, expected: numb
 class PeerHost {
   private readonly worker: Worker
   private next = 1
-  private readonly waiting = new Map<number, { resolve: (r: Record<string, unknown>) => void, reject: (e: Error) => void }>()
+  private readonly waiting = new Map<number, { op: string, resolve: (r: Record<string, unknown>) => void, reject: (e: Error) => void }>()
   constructor () {
     this.worker = new Worker(new URL('./mesh-worker.ts', import.meta.url), { workerData: { benchMeshWorker: true } })
     this.worker.on('message', (m: { id: number, ok: boolean, error?: string } & Record<string, unknown>) => {
       const w = this.waiting.get(m.id)
       this.waiting.delete(m.id)
       if (m.ok) w?.resolve(m)
-      else w?.reject(new Error(m.error))
+      else w?.reject(new Error(`worker op ${w.op} failed: ${m.error ?? '(no error text)'}`))
     })
     this.worker.on('error', err => { for (const w of this.waiting.values()) w.reject(err); this.waiting.clear() })
   }
@@ -237,7 +237,7 @@ class PeerHost {
   async call<T = Record<string, unknown>> (op: string, args: Record<string, unknown> = {}): Promise<T> {
     const id = this.next++
     return new Promise<T>((resolve, reject) => {
-      this.waiting.set(id, { resolve: resolve as (r: Record<string, unknown>) => void, reject })
+      this.waiting.set(id, { op, resolve: resolve as (r: Record<string, unknown>) => void, reject })
       this.worker.postMessage({ id, op, ...args })
     })
   }

@@ -14,6 +14,8 @@ import { EdgeMeshError, InvalidOptionsError } from '@edge-mesh/errors'
 import { createHlc, type Hlc, type HlcInit } from '@edge-mesh/hlc'
 import { createRegionState, isValidRegionName, type RegionState, type RegionStateInit } from '@edge-mesh/region-state'
 import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '@edge-mesh/persistence'
+import { meshNoiseCrypto } from './noise-crypto.ts'
+import { joiningWrites } from './coalesce.ts'
 import { createPubsub, scoreTopic, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
 import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
 import { SYNC_PROTOCOL, decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './sync-message.ts'
@@ -719,7 +721,7 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
       privateKey,
       addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [joiningWrites(noise({ crypto: meshNoiseCrypto }))],
       streamMuxers: [yamux()],
       ...(protector !== undefined ? { connectionProtector: protector } : {}),
       connectionGater: {
