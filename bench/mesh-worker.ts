@@ -6,8 +6,8 @@
  *
  * Times crossing threads are `hr()`: the process's monotonic clock in ms, the same in every thread.
  *
- * Protocol: the main thread posts `{ id, op, ...args }`; the worker answers `{ id, ok: true, ...result }`
- * or `{ id, ok: false, error }`.
+ * Protocol: the main thread posts `{ id, op, ...args }`; the worker answers `{ ...result, id, ok: true }`
+ * (a result's own `id` or `ok` field cannot override the answer's) or `{ id, ok: false, error }`.
  */
 import { hash } from 'node:crypto'
 import { parentPort, workerData } from 'node:worker_threads'
@@ -157,7 +157,7 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
 
   /** Whether every hosted mesh peer but `except` has `sensor`. */
   async has (a) {
-    return { ok: hosted('mesh').every(([i, p]) => i === a.except || p.region(REGION).get(a.sensor as string) !== undefined) }
+    return { present: hosted('mesh').every(([i, p]) => i === a.except || p.region(REGION).get(a.sensor as string) !== undefined) }
   },
 
   /** Installs the latency listeners on every hosted peer of `kind` but the writer. */
@@ -394,7 +394,7 @@ if (parentPort !== null && workerData?.benchMeshWorker === true) {
   port.on('message', (m: { id: number, op: string } & Args) => {
     const op = ops[m.op]
     if (op === undefined) { port.postMessage({ id: m.id, ok: false, error: `unknown op ${m.op}` }); return }
-    op(m).then(r => { port.postMessage({ id: m.id, ok: true, ...r }) }, (err: unknown) => {
+    op(m).then(r => { port.postMessage({ ...r, id: m.id, ok: true }) }, (err: unknown) => {
       port.postMessage({ id: m.id, ok: false, error: describeError(err) })
     })
   })

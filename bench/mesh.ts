@@ -288,7 +288,7 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     }
     {
       const t0 = performance.now()
-      while (!(await all<{ ok: boolean }>('has', { sensor: 'warm/19', except: pub })).every(r => r.ok)) {
+      while (!(await all<{ present: boolean }>('has', { sensor: 'warm/19', except: pub })).every(r => r.present)) {
         if (performance.now() - t0 > 15_000) throw new Error('timed out waiting for the warm-up writes')
         await sleep(20)
       }
