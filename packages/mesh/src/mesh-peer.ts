@@ -16,6 +16,7 @@ import { createRegionState, isValidRegionName, type RegionState, type RegionStat
 import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '@edge-mesh/persistence'
 import { meshNoiseCrypto } from './noise-crypto.ts'
 import { joiningWrites } from './coalesce.ts'
+import { installVerifyKeyCache } from './ed25519-verify.ts'
 import { createPubsub, scoreTopic, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
 import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
 import { SYNC_PROTOCOL, decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './sync-message.ts'
@@ -680,6 +681,7 @@ export class MeshPeer {
 
 /** Starts a mesh peer: identity, storage, libp2p, and replication of every region given. */
 export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
+  installVerifyKeyCache()
   if (!Array.isArray(init.regions)) throw new InvalidOptionsError('regions must be an array of region names')
   if (init.regions.length === 0 && init.readOnly !== true) throw new InvalidOptionsError('a writable peer must hold at least one region')
   for (const r of init.regions) {
