@@ -2,7 +2,7 @@
  * Ed25519 signature checks with each sender's key imported once. gossipsub checks the signature of
  * every frame a peer receives first (StrictSign), through `@libp2p/crypto`'s Ed25519 public key,
  * whose `verify` imports the key into Node's crypto (from a JWK) on every call. In the mesh's CPU
- * profile that import cost more than the check itself (bench/README.md, "The mesh's CPU budget"):
+ * profile that import cost more than the check itself (bench/README.md, "The transport's own cost, cut"):
  * one verification with a freshly imported key took 104 µs here, with a kept key object 78 µs.
  *
  * `@libp2p/crypto` and gossipsub offer no way to supply the verifier, so `installVerifyKeyCache`

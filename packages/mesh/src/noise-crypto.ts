@@ -7,8 +7,8 @@
  * a key object on every call: that import cost more than the cipher itself for the mesh's frames.
  * Measured here with 6.6 kB messages: 20.5-22.3 µs per message with bytes, 11.9-13.6 µs with a key
  * object made once. Every gossip message crosses one Noise encryption and one decryption per hop, so
- * this is a large share of what the transport spends per frame (bench/README.md, "The mesh's CPU
- * budget").
+ * this is a large share of what the transport spends per frame (bench/README.md, "The transport's
+ * own cost, cut").
  *
  * The key object is cached per session key array (a WeakMap, so it goes with the session) together
  * with a copy of the key's bytes, checked on each use: a key changed in place gets a new key object,
