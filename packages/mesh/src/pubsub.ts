@@ -24,6 +24,9 @@ export const FRAME_ENVELOPE_HEADROOM = 16 * 1024
  */
 export const GOSSIP_DEGREE = { D: 4, Dlo: 3, Dhi: 8, Dlazy: 4 } as const
 
+/** Smallest gossip message for which IDONTWANT is sent (see createPubsub). */
+export const IDONTWANT_MIN_BYTES = 64 * 1024
+
 export interface PubsubInit {
   /** Largest gossip frame accepted, bytes. */
   maxFrameBytes: number
@@ -83,6 +86,13 @@ export function createPubsub (init: PubsubInit): ReturnType<typeof gossipsub> {
     // Low-latency settings for a small mesh on a LAN/WAN of gateways.
     heartbeatInterval: 700,
     ...GOSSIP_DEGREE,
+    // IDONTWANT (gossipsub 1.2) only for frames of 64 KiB and more (gossipsub's default: 512 bytes).
+    // A peer sends one to each mesh neighbour for every new message, so it is as many extra
+    // messages as duplicates it could prevent, and it prevents them only if it arrives before the
+    // neighbour has forwarded the frame: for frames of a few kB, it did not (gossip messages per
+    // frame unchanged), while it made a third of the socket writes (bench/README.md, "The
+    // transport's own cost, cut"). Large frames (heal bursts, big batches) still use it.
+    idontwantMinDataSize: IDONTWANT_MIN_BYTES,
     // Message ids remembered against duplicates, ms (gossipsub's default is 120 s). A frame seen
     // again after this is applied again, which changes nothing: 30 s covers gossip's own
     // re-delivery (a few heartbeats) and keeps the cache a quarter of the size.
