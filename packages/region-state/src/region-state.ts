@@ -251,26 +251,38 @@ function assertEncodable (decoded: DecodedUpdate, region: string): void {
 /** True when `ref` (an item's origin or right origin) is an item of the same client at or after `id`. */
 const refersForward = (ref: Y.ID | null, id: Y.ID): boolean => ref !== null && ref.client === id.client && ref.clock >= id.clock
 
-/** A view entry: the winning reading of a sensor and, if it lives in the own log, where. */
+/**
+ * A view entry: the winning reading of a sensor, field by field, and, if it lives in the own log,
+ * where. The winner is kept as fields, not as the Reading it arrived as: its HLC timestamp as small
+ * integers (the wall's upper and lower 24 bits, the logical counter), its value, writer and flags.
+ * A merge then reads the slot only (a Reading object and its timestamp string would be two more
+ * places in memory, each a cache miss with many sensors), and a reading that wins keeps nothing
+ * alive but its value: the objects it was decoded as die young, which keeps the garbage
+ * collector's young-generation pauses short. Readings are rebuilt from the slot when asked for.
+ */
 interface Slot {
-  r: Reading
-  home: OwnChunk | undefined
-  index: number
-  /** The apply that last changed this slot, to count changed keys without a set. */
-  gen: number
-  /**
-   * The winner's HLC timestamp as small integers (the wall's upper and lower 24 bits, the logical
-   * counter), whether it is this replica's own and whether it is a tombstone: what a merge needs,
-   * in the slot itself. A merge then reads no more than the slot (the winner object and its
-   * timestamp string are elsewhere in memory: with many sensors, each is a cache miss), except on
-   * an exact timestamp tie, decided by writer id.
-   */
+  /** The sensor id the view is keyed by: readings decoded later share this string (see inspect). */
+  readonly key: string
+  value: JsonValue
+  writer: string
   tHi: number
   tLo: number
   tLg: number
   own: boolean
   del: boolean
+  home: OwnChunk | undefined
+  index: number
+  /** The apply that last changed this slot, to count changed keys without a set. */
+  gen: number
 }
+
+/** The HLC wall time (ms) of a slot's winner. */
+const wallOfSlot = (s: Slot): number => s.tHi * 0x1000000 + s.tLo
+/** The timestamp string of a slot's winner (16 lowercase hex digits, see @edge-mesh/hlc). */
+const tOfSlot = (s: Slot): string =>
+  s.tHi.toString(16).padStart(6, '0') + s.tLo.toString(16).padStart(6, '0') + s.tLg.toString(16).padStart(4, '0')
+/** The winner of a slot as a Reading. */
+const readingOf = (s: Slot): Reading => ({ sensor: s.key, value: s.value, t: tOfSlot(s), writer: s.writer, deleted: s.del })
 
 /** The three integers of a timestamp string (16 lowercase hex digits) kept in a slot. */
 const hexDigit = (c: number): number => c <= 57 ? c - 48 : c - 87
@@ -395,22 +407,23 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   /** The live value of a sensor with its freshness, or undefined if absent, deleted or expired. */
   get (sensor: string): ReadingView | undefined {
-    const r = this.view.get(sensor)?.r
-    if (r === undefined || r.deleted || this.isExpired(r.t)) return undefined
-    return { sensor, value: r.value, t: r.t, writer: r.writer, ageMs: Math.max(0, this.now() - wallOf(r.t)) }
+    const s = this.view.get(sensor)
+    if (s === undefined || s.del || this.isExpiredWall(wallOfSlot(s))) return undefined
+    return { sensor, value: s.value, t: tOfSlot(s), writer: s.writer, ageMs: Math.max(0, this.now() - wallOfSlot(s)) }
   }
 
   /** The winning reading of a sensor, tombstones included (for sync diagnostics and tests). */
   winner (sensor: string): Reading | undefined {
-    return this.view.get(sensor)?.r
+    const s = this.view.get(sensor)
+    return s === undefined ? undefined : readingOf(s)
   }
 
   /** Live sensors, optionally only those whose id starts with `prefix`, in no particular order. */
   * entries (prefix: string = ''): IterableIterator<[string, ReadingView]> {
     const now = this.now()
-    for (const [sensor, { r }] of this.view) {
-      if (r.deleted || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpired(r.t)) continue
-      yield [sensor, { sensor, value: r.value, t: r.t, writer: r.writer, ageMs: Math.max(0, now - wallOf(r.t)) }]
+    for (const [sensor, s] of this.view) {
+      if (s.del || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpiredWall(wallOfSlot(s))) continue
+      yield [sensor, { sensor, value: s.value, t: tOfSlot(s), writer: s.writer, ageMs: Math.max(0, now - wallOfSlot(s)) }]
     }
   }
 
@@ -425,7 +438,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   get size (): number {
     if (this.retentionMs === Infinity) return this.view.size - this.tombstones
     let n = 0
-    for (const { r } of this.view.values()) if (!r.deleted && !this.isExpired(r.t)) n++
+    for (const s of this.view.values()) if (!s.del && !this.isExpiredWall(wallOfSlot(s))) n++
     return n
   }
 
@@ -566,18 +579,21 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const lg = hexInt(t, 12, 16)
     const own = r.writer === this.writer
     let slot = this.view.get(r.sensor)
-    let cur: Reading | undefined
+    const listeners = this._observers.get('change')
+    const observed = listeners !== undefined && listeners.size > 0
+    let old: Reading | undefined
     if (slot === undefined) {
-      slot = { r, home, index, gen: 0, tHi: hi, tLo: lo, tLg: lg, own, del: r.deleted }
+      slot = { key: r.sensor, value: r.value, writer: r.writer, tHi: hi, tLo: lo, tLg: lg, own, del: r.deleted, home, index, gen: 0 }
       this.view.set(r.sensor, slot)
     } else {
-      // r wins if its timestamp is greater, or equal with a greater writer id (from the slot's integers, see Slot).
-      if (hi !== slot.tHi ? hi < slot.tHi : lo !== slot.tLo ? lo < slot.tLo : lg !== slot.tLg ? lg < slot.tLg : !(r.writer > slot.r.writer)) return false
-      cur = slot.r
+      // r wins if its timestamp is greater, or equal with a greater writer id.
+      if (hi !== slot.tHi ? hi < slot.tHi : lo !== slot.tLo ? lo < slot.tLo : lg !== slot.tLg ? lg < slot.tLg : !(r.writer > slot.writer)) return false
+      if (observed && !slot.del && !this.isExpiredWall(wallOfSlot(slot))) old = readingOf(slot)
       if (slot.home !== undefined) clearLive(slot.home, slot.index)
       if (slot.own) this.ownLive--
       if (slot.del) this.tombstones--
-      slot.r = r
+      slot.value = r.value
+      slot.writer = r.writer
       slot.home = home
       slot.index = index
       slot.tHi = hi
@@ -593,16 +609,18 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       slot.gen = this.gen
       this.changedKeys++
     }
-    const listeners = this._observers.get('change')
-    if (listeners !== undefined && listeners.size > 0) {
-      const old = cur === undefined || cur.deleted || this.isExpired(cur.t) ? undefined : cur
+    if (observed) {
       if (old !== undefined || !r.deleted) {
         // Called directly: lib0's emit copies the listeners into a new array on every call.
         const change: Change = { sensor: r.sensor, old, new: r.deleted ? undefined : r, reason: r.deleted ? 'delete' : 'write', local }
-        for (const f of listeners) f(change)
+        for (const f of listeners as Set<(c: Change) => void>) f(change)
       }
     }
     return true
+  }
+
+  private isExpiredWall (wall: number): boolean {
+    return this.retentionMs !== Infinity && wall < this.now() - this.retentionMs
   }
 
   private isExpired (t: string): boolean {
@@ -751,7 +769,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         if (parent !== undefined && parent !== 'w/' + dec.writer) {
           throw new InvalidUpdateError('chunk writer differs from the log it is in', { ...where, log: parent, writer: dec.writer })
         }
-        while (dec.next()) found.push(dec.reading())
+        while (dec.next()) {
+          // A sensor the view holds: the reading takes the view's string for its id, and the one
+          // just decoded dies young instead of being kept (and copied by the collector) with it.
+          const held = this.view.get(dec.sensor)
+          if (held !== undefined) dec.sensor = held.key
+          found.push(dec.reading())
+        }
       } catch (err) {
         if (err instanceof EdgeMeshError && err.code === 'EM_ERR_UNAUTHORIZED_WRITER') throw err
         if (err instanceof EdgeMeshError) {
@@ -791,7 +815,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const enc = new ViewSnapshotEncoder(40 * this.view.size + 64)
     let i = 0
     for (const slot of this.view.values()) {
-      enc.add(slot.r)
+      enc.add(readingOf(slot))
       if (++i % sliceEntries === 0) await new Promise<void>(resolve => { setImmediate(resolve) })
     }
     return { doc, view: enc.finish() }
@@ -845,7 +869,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       let i = 0
       while (dec.next()) {
         const slot = this.view.get(dec.sensor)
-        if (slot !== undefined && slot.r.t === dec.t && slot.r.writer === dec.writer) {
+        if (slot !== undefined && slot.writer === dec.writer && tOfSlot(slot) === dec.t) {
           if (slot.home !== undefined) clearLive(slot.home, slot.index)
           slot.home = chunk
           slot.index = i
@@ -884,7 +908,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         const slot = meta.winners[i]
         if (slot === undefined) continue
         // Past the horizon but not swept yet: not carried; the sweep removes it from the view.
-        if (this.isExpired(slot.r.t)) slot.home = undefined
+        if (this.isExpiredWall(wallOfSlot(slot))) slot.home = undefined
         else keptSlots.push(slot)
       }
     }
@@ -960,15 +984,14 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         return
       }
       const slot = next.value
-      const r = slot.r
-      if (!this.isExpired(r.t)) continue
-      this.view.delete(r.sensor)
+      if (!this.isExpiredWall(wallOfSlot(slot))) continue
+      this.view.delete(slot.key)
       if (slot.home !== undefined) clearLive(slot.home, slot.index)
       this.expiredCount++
-      if (r.writer === this.writer) this.ownLive--
-      if (r.deleted) this.tombstones--
+      if (slot.own) this.ownLive--
+      if (slot.del) this.tombstones--
       else if (this._observers.has('change')) {
-        this.emit('change', [{ sensor: r.sensor, old: r, new: undefined, reason: 'expire', local: true }])
+        this.emit('change', [{ sensor: slot.key, old: readingOf(slot), new: undefined, reason: 'expire', local: true }])
       }
     }
     this.sweepIterator = it
