@@ -430,7 +430,10 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   /** Live sensor ids starting with `prefix`, sorted. */
   list (prefix: string = ''): string[] {
     const out: string[] = []
-    for (const [sensor] of this.entries(prefix)) out.push(sensor)
+    for (const [sensor, s] of this.view) {
+      if (s.del || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpiredWall(wallOfSlot(s))) continue
+      out.push(sensor)
+    }
     return out.sort()
   }
 
