@@ -182,7 +182,8 @@ function writeValue (enc: ChunkEncoder, kind: number, payload: number | string |
   else if (kind === KIND_STRING || kind === KIND_JSON) enc.str(payload as string)
 }
 
-const hexValue = (c: number): number => c <= 57 ? c - 48 : c - 87
+/** The value of a lowercase hex digit's character code. @internal */
+export const hexValue = (c: number): number => c <= 57 ? c - 48 : c - 87
 const hexChar = (v: number): number => v < 10 ? 48 + v : 87 + v
 
 /** The 8 bytes at `at` as an HLC timestamp string (every 8-byte sequence is a valid timestamp). */

@@ -3,10 +3,10 @@ import { ObservableV2 } from 'lib0/observable'
 import {
   ClosedError, EdgeMeshError, InvalidOptionsError, InvalidUpdateError, InvalidValueError, ReadOnlyError, ValueTooLargeError
 } from '@edge-mesh/errors'
-import { createHlc, wallOf, type Hlc } from '@edge-mesh/hlc'
+import { createHlc, encodeTimestamp, wallOf, type Hlc } from '@edge-mesh/hlc'
 import {
   ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, ViewSnapshotEncoder, decodeViewSnapshot, isValidWriterId,
-  prepareValue, readChunkHeader, writeReading, type Reading
+  hexValue, prepareValue, readChunkHeader, writeReading, type Reading
 } from './chunk.ts'
 import { HARD_MAX_VALUE_BYTES, assertJsonContainer, assertSensorId, deepFreeze, type JsonValue } from './value.ts'
 
@@ -261,7 +261,7 @@ const refersForward = (ref: Y.ID | null, id: Y.ID): boolean => ref !== null && r
  * collector's young-generation pauses short. Readings are rebuilt from the slot when asked for.
  */
 interface Slot {
-  /** The sensor id the view is keyed by: readings decoded later share this string (see inspect). */
+  /** The sensor id the view is keyed by. */
   readonly key: string
   value: JsonValue
   writer: string
@@ -278,17 +278,15 @@ interface Slot {
 
 /** The HLC wall time (ms) of a slot's winner. */
 const wallOfSlot = (s: Slot): number => s.tHi * 0x1000000 + s.tLo
-/** The timestamp string of a slot's winner (16 lowercase hex digits, see @edge-mesh/hlc). */
-const tOfSlot = (s: Slot): string =>
-  s.tHi.toString(16).padStart(6, '0') + s.tLo.toString(16).padStart(6, '0') + s.tLg.toString(16).padStart(4, '0')
+/** The timestamp string of a slot's winner. */
+const tOfSlot = (s: Slot): string => encodeTimestamp({ wall: wallOfSlot(s), logical: s.tLg })
 /** The winner of a slot as a Reading. */
 const readingOf = (s: Slot): Reading => ({ sensor: s.key, value: s.value, t: tOfSlot(s), writer: s.writer, deleted: s.del })
 
-/** The three integers of a timestamp string (16 lowercase hex digits) kept in a slot. */
-const hexDigit = (c: number): number => c <= 57 ? c - 48 : c - 87
+/** One of the three integers of a timestamp string (16 lowercase hex digits) kept in a slot. */
 function hexInt (t: string, from: number, to: number): number {
   let v = 0
-  for (let i = from; i < to; i++) v = (v << 4) | hexDigit(t.charCodeAt(i))
+  for (let i = from; i < to; i++) v = (v << 4) | hexValue(t.charCodeAt(i))
   return v
 }
 
@@ -772,13 +770,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         if (parent !== undefined && parent !== 'w/' + dec.writer) {
           throw new InvalidUpdateError('chunk writer differs from the log it is in', { ...where, log: parent, writer: dec.writer })
         }
-        while (dec.next()) {
-          // A sensor the view holds: the reading takes the view's string for its id, and the one
-          // just decoded dies young instead of being kept (and copied by the collector) with it.
-          const held = this.view.get(dec.sensor)
-          if (held !== undefined) dec.sensor = held.key
-          found.push(dec.reading())
-        }
+        while (dec.next()) found.push(dec.reading())
       } catch (err) {
         if (err instanceof EdgeMeshError && err.code === 'EM_ERR_UNAUTHORIZED_WRITER') throw err
         if (err instanceof EdgeMeshError) {
