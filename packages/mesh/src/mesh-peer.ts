@@ -16,6 +16,7 @@ import { createRegionState, isValidRegionName, type RegionState, type RegionStat
 import { openPersistence, type BoundRegion, type Persistence, type PersistenceInit } from '@edge-mesh/persistence'
 import { meshNoiseCrypto } from './noise-crypto.ts'
 import { joiningWrites } from './coalesce.ts'
+import { quietLengthReads } from './noise-lengths.ts'
 import { installVerifyKeyCache } from './ed25519-verify.ts'
 import { createPubsub, scoreTopic, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
 import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
@@ -726,7 +727,7 @@ export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
       privateKey,
       addresses: { listen: init.listen ?? ['/ip4/127.0.0.1/tcp/0'] },
       transports: [tcp()],
-      connectionEncrypters: [joiningWrites(noise({ crypto: meshNoiseCrypto }))],
+      connectionEncrypters: [joiningWrites(quietLengthReads(noise({ crypto: meshNoiseCrypto })))],
       streamMuxers: [yamux()],
       ...(protector !== undefined ? { connectionProtector: protector } : {}),
       connectionGater: {
