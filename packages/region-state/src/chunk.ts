@@ -28,7 +28,7 @@
  */
 import { InvalidUpdateError, InvalidValueError } from '@edge-mesh/errors'
 import { TIMESTAMP_BYTE_LENGTH } from '@edge-mesh/hlc'
-import { HARD_MAX_VALUE_BYTES, deepFreeze, isValidSensorId, type JsonValue } from './value.ts'
+import { HARD_MAX_VALUE_BYTES, MAX_SENSOR_LENGTH, deepFreeze, isValidSensorId, type JsonValue } from './value.ts'
 
 export const CHUNK_VERSION = 1
 export const VIEW_VERSION = 1
@@ -186,6 +186,28 @@ function writeValue (enc: ChunkEncoder, kind: number, payload: number | string |
 export const hexValue = (c: number): number => c <= 57 ? c - 48 : c - 87
 const hexChar = (v: number): number => v < 10 ? 48 + v : 87 + v
 
+/**
+ * The key of a sensor id in a region's byte index (see RegionState): FNV-1a over its bytes, in 30
+ * bits (a small integer, which V8 keeps unboxed), for ids of 1 to MAX_SENSOR_LENGTH printable
+ * ASCII characters (0x20-0x7e), whose UTF-8 bytes are their character codes; -1 for any other id.
+ * A reading's id is then found from the chunk's bytes without building a string.
+ */
+export function sensorHash (sensor: string): number {
+  const n = sensor.length
+  if (n === 0 || n > MAX_SENSOR_LENGTH) return -1
+  let h = FNV_OFFSET
+  for (let i = 0; i < n; i++) {
+    const c = sensor.charCodeAt(i)
+    if (c < 0x20 || c > 0x7e) return -1
+    h = Math.imul(h ^ c, FNV_PRIME)
+  }
+  return h & HASH_MASK
+}
+
+const FNV_OFFSET = 0x811c9dc5
+const FNV_PRIME = 0x01000193
+const HASH_MASK = 0x3fffffff
+
 /** The 8 bytes at `at` as an HLC timestamp string (every 8-byte sequence is a valid timestamp). */
 function timestampAt (b: Uint8Array, at: number): string {
   const b0 = b[at]; const b1 = b[at + 1]; const b2 = b[at + 2]; const b3 = b[at + 3]
@@ -202,9 +224,11 @@ function fail (message: string, details: Record<string, unknown> = {}): never {
 }
 
 /**
- * Reads a chunk or a view snapshot. `next()` advances to the next reading and leaves its fields in
- * `sensor`, `t`, `kind` and the byte ranges; `value()` decodes the payload on demand, so that
- * callers that only compare timestamps (compaction, merges that lose) never parse values.
+ * Reads a chunk or a view snapshot. `next()` advances to the next reading, checks it and leaves
+ * its fields: the sensor id's byte range and `sensorHash`, the timestamp as the three integers a
+ * view slot keeps (`tHi`, `tLo`, `tLg`), `kind` and the value's byte range. Strings are built only
+ * when asked for (`sensor`, `t`, `value()`), so that a merge that finds its slot by the id's bytes
+ * and compares integers allocates nothing but a winning value.
  */
 export class ChunkDecoder {
   readonly bytes: Uint8Array
@@ -212,13 +236,25 @@ export class ChunkDecoder {
   pos = 0
   remaining = 0
   writer = ''
-  sensor = ''
-  t = ''
   kind = 0
   /** Start of the current reading (its sensor length byte). */
   readingStart = 0
+  /** The current sensor id's UTF-8 bytes. */
+  sensorStart = 0
+  sensorLength = 0
+  /** The id's key in the byte index ({@link sensorHash}), or -1 if it is not printable ASCII. */
+  sensorHash = -1
+  /** The wall's upper and lower 24 bits and the logical counter of the current timestamp. */
+  tHi = 0
+  tLo = 0
+  tLg = 0
   valueStart = 0
   valueEnd = 0
+  /** The id as a string, once built (ids other than printable ASCII are built to be checked). */
+  private sensorText: string | undefined = undefined
+  private tAt = 0
+  /** Where a string or JSON value's bytes start (after their length). */
+  private payloadStart = 0
 
   constructor (bytes: Uint8Array) {
     this.bytes = bytes
@@ -255,14 +291,58 @@ export class ChunkDecoder {
 
   /** Reads one reading at the current position (used directly by the view decoder). */
   readReading (): void {
+    const b = this.bytes
     this.readingStart = this.pos
-    const sensor = this.str()
-    if (!isValidSensorId(sensor)) fail('invalid sensor id in reading', { sensor })
-    this.sensor = sensor
-    if (this.pos + TIMESTAMP_BYTE_LENGTH > this.bytes.length) fail('truncated timestamp')
-    this.t = timestampAt(this.bytes, this.pos)
-    this.pos += TIMESTAMP_BYTE_LENGTH
+    const n = this.varuint()
+    const start = this.pos
+    if (start + n > b.length) fail('truncated string')
+    this.sensorStart = start
+    this.sensorLength = n
+    this.sensorText = undefined
+    // Printable ASCII (the common case) is a valid id as it is; anything else is decoded and checked.
+    let h = FNV_OFFSET
+    let ascii = n > 0 && n <= MAX_SENSOR_LENGTH
+    for (let i = 0; ascii && i < n; i++) {
+      const c = b[start + i]
+      if (c < 0x20 || c > 0x7e) ascii = false
+      else h = Math.imul(h ^ c, FNV_PRIME)
+    }
+    if (ascii) {
+      this.sensorHash = h & HASH_MASK
+    } else {
+      const sensor = decodeUtf8(b, start, n)
+      if (!isValidSensorId(sensor)) fail('invalid sensor id in reading', { sensor })
+      this.sensorText = sensor
+      this.sensorHash = -1
+    }
+    const at = start + n
+    if (at + TIMESTAMP_BYTE_LENGTH > b.length) fail('truncated timestamp')
+    this.tAt = at
+    this.tHi = (b[at] << 16) | (b[at + 1] << 8) | b[at + 2]
+    this.tLo = (b[at + 3] << 16) | (b[at + 4] << 8) | b[at + 5]
+    this.tLg = (b[at + 6] << 8) | b[at + 7]
+    this.pos = at + TIMESTAMP_BYTE_LENGTH
     this.skipValue()
+  }
+
+  /** The current reading's sensor id. */
+  get sensor (): string {
+    return this.sensorText ?? (this.sensorText = decodeUtf8(this.bytes, this.sensorStart, this.sensorLength))
+  }
+
+  /** The current reading's timestamp as a string. */
+  get t (): string {
+    return timestampAt(this.bytes, this.tAt)
+  }
+
+  /** Whether the current sensor id is `key` (a string of printable ASCII compared to the bytes). */
+  sensorIs (key: string): boolean {
+    const n = this.sensorLength
+    if (key.length !== n) return false
+    const b = this.bytes
+    const start = this.sensorStart
+    for (let i = 0; i < n; i++) if (key.charCodeAt(i) !== b[start + i]) return false
+    return true
   }
 
   /**
@@ -306,6 +386,7 @@ export class ChunkDecoder {
         const n = this.varuint()
         if (n > HARD_MAX_VALUE_BYTES) fail('value exceeds the hard size limit', { bytes: n })
         if (this.pos + n > this.bytes.length) fail('truncated string value')
+        this.payloadStart = this.pos
         this.pos += n
         break
       }
@@ -313,6 +394,28 @@ export class ChunkDecoder {
         fail(`unknown value kind ${this.kind}`, { kind: this.kind })
     }
     this.valueEnd = this.pos
+  }
+
+  /**
+   * Checks the current reading's value as `value()` would, without building it when it is a
+   * number or an ASCII string.
+   */
+  checkValue (): void {
+    switch (this.kind) {
+      case KIND_NUMBER:
+        if (!Number.isFinite(this.dv.getFloat64(this.valueStart, false))) fail('number value is not finite')
+        return
+      case KIND_STRING: {
+        // ASCII is valid UTF-8; anything else is decoded, which checks it.
+        const b = this.bytes
+        let i = this.payloadStart
+        while (i < this.valueEnd && b[i] < 0x80) i++
+        if (i < this.valueEnd) this.value()
+        return
+      }
+      case KIND_JSON:
+        this.value()
+    }
   }
 
   /** Decodes the current reading's value (frozen for containers). */

@@ -6,7 +6,7 @@ import {
 import { createHlc, encodeTimestamp, wallOf, type Hlc } from '@edge-mesh/hlc'
 import {
   ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, ViewSnapshotEncoder, decodeViewSnapshot, isValidWriterId,
-  hexValue, prepareValue, readChunkHeader, writeReading, type Reading
+  hexValue, prepareValue, readChunkHeader, sensorHash, writeReading, type Reading
 } from './chunk.ts'
 import { HARD_MAX_VALUE_BYTES, assertJsonContainer, assertSensorId, deepFreeze, type JsonValue } from './value.ts'
 
@@ -188,13 +188,32 @@ function clearLive (c: OwnChunk, i: number): void {
   }
 }
 
-/** The readings of a chunk whose log could not be told when it arrived. */
+/** A checked chunk of readings from another replica, to merge into the view after Yjs has integrated it. */
+interface RemoteChunk {
+  readonly bytes: Uint8Array
+  readonly writer: string
+  /** Where its readings start (after the header), and how many there are. */
+  readonly body: number
+  readonly count: number
+}
+
+/** A chunk whose log could not be told when it arrived. */
 interface DeferredChunk {
   client: number
   clock: number
-  writer: string
-  readings: Reading[]
+  chunk: RemoteChunk
 }
+
+/** What `inspect` found in an update: chunks to merge, chunks to defer, and the greatest timestamp ('' if none). */
+interface Inspected {
+  chunks: RemoteChunk[]
+  deferred: DeferredChunk[]
+  readings: number
+  maxT: string
+}
+
+/** Writer ids kept as one string each (see RegionState.writerId). */
+const MAX_INTERNED_WRITERS = 4096
 
 /** Stands for a parent that is a nested type, which a region doc never has. */
 const NESTED = '\u0000nested'
@@ -257,8 +276,9 @@ const refersForward = (ref: Y.ID | null, id: Y.ID): boolean => ref !== null && r
  * integers (the wall's upper and lower 24 bits, the logical counter), its value, writer and flags.
  * A merge then reads the slot only (a Reading object and its timestamp string would be two more
  * places in memory, each a cache miss with many sensors), and a reading that wins keeps nothing
- * alive but its value: the objects it was decoded as die young, which keeps the garbage
- * collector's young-generation pauses short. Readings are rebuilt from the slot when asked for.
+ * alive but its value, which keeps the garbage collector's young-generation pauses short. Remote
+ * readings are merged from the chunk's bytes (mergeChunk) without being built as Readings at all.
+ * Readings are rebuilt from the slot when asked for.
  */
 interface Slot {
   /** The sensor id the view is keyed by. */
@@ -274,6 +294,8 @@ interface Slot {
   index: number
   /** The apply that last changed this slot, to count changed keys without a set. */
   gen: number
+  /** The next slot under the same key of the byte index (see RegionState.byBytes). */
+  next: Slot | undefined
 }
 
 /** The HLC wall time (ms) of a slot's winner. */
@@ -282,6 +304,10 @@ const wallOfSlot = (s: Slot): number => s.tHi * 0x1000000 + s.tLo
 const tOfSlot = (s: Slot): string => encodeTimestamp({ wall: wallOfSlot(s), logical: s.tLg })
 /** The winner of a slot as a Reading. */
 const readingOf = (s: Slot): Reading => ({ sensor: s.key, value: s.value, t: tOfSlot(s), writer: s.writer, deleted: s.del })
+
+/** Whether a reading with timestamp (hi, lo, lg) by `writer` beats a slot's winner: a greater timestamp, or an equal one with a greater writer id. */
+const beats = (hi: number, lo: number, lg: number, writer: string, s: Slot): boolean =>
+  hi !== s.tHi ? hi > s.tHi : lo !== s.tLo ? lo > s.tLo : lg !== s.tLg ? lg > s.tLg : writer > s.writer
 
 /** One of the three integers of a timestamp string (16 lowercase hex digits) kept in a slot. */
 function hexInt (t: string, from: number, to: number): number {
@@ -312,6 +338,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private readonly ratio: number
   private readonly sweepBatch: number
   private readonly view = new Map<string, Slot>()
+  /**
+   * The slots of printable-ASCII sensor ids by {@link sensorHash}, chained through `Slot.next`: a
+   * remote reading finds its slot from the chunk's bytes, without building its id as a string.
+   */
+  private readonly byBytes = new Map<number, Slot>()
+  /** One string per writer id seen in remote chunks, so that slots do not each hold a fresh copy. */
+  private readonly writerIds = new Map<string, string>()
   private readonly ownLog: Y.Array<Uint8Array> | undefined
   private readonly encoder = new ChunkEncoder(64 * 1024)
   /** The own log's chunks, oldest first, from `ownHead`. */
@@ -578,46 +611,110 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const hi = hexInt(t, 0, 6)
     const lo = hexInt(t, 6, 12)
     const lg = hexInt(t, 12, 16)
-    const own = r.writer === this.writer
-    let slot = this.view.get(r.sensor)
+    const slot = this.view.get(r.sensor)
+    if (slot !== undefined && !beats(hi, lo, lg, r.writer, slot)) return false
+    this.install(slot, r.sensor, hi, lo, lg, r.writer, r.writer === this.writer, r.deleted, r.value, r, local, home, index)
+    return true
+  }
+
+  /** Merges the readings of a checked remote chunk, straight from its bytes. */
+  private mergeChunk (c: RemoteChunk): void {
+    const dec = new ChunkDecoder(c.bytes)
+    dec.pos = c.body
+    dec.remaining = c.count
+    const writer = this.writerId(c.writer)
+    const own = writer === this.writer
+    const horizon = this.retentionMs === Infinity ? -1 : this.now() - this.retentionMs
+    while (dec.next()) {
+      const hi = dec.tHi
+      const lo = dec.tLo
+      const lg = dec.tLg
+      if (hi * 0x1000000 + lo < horizon) continue
+      const slot = this.slotOf(dec)
+      if (slot !== undefined && !beats(hi, lo, lg, writer, slot)) continue
+      this.install(slot, slot === undefined ? dec.sensor : slot.key, hi, lo, lg, writer, own, dec.kind === KIND_TOMBSTONE, dec.value(), undefined, false, undefined, 0)
+    }
+  }
+
+  /** The slot of the decoder's current sensor id, if the view has one. */
+  private slotOf (dec: ChunkDecoder): Slot | undefined {
+    const h = dec.sensorHash
+    if (h < 0) return this.view.get(dec.sensor)
+    for (let s = this.byBytes.get(h); s !== undefined; s = s.next) if (dec.sensorIs(s.key)) return s
+    return undefined
+  }
+
+  /** The one string kept for a writer id (bounded: past MAX_INTERNED_WRITERS ids, the id itself). */
+  private writerId (w: string): string {
+    const kept = this.writerIds.get(w)
+    if (kept !== undefined) return kept
+    if (this.writerIds.size < MAX_INTERNED_WRITERS) this.writerIds.set(w, w)
+    return w
+  }
+
+  /**
+   * Makes a reading the winner of `key`: updates `slot`, or creates it when there is none, and
+   * tells the 'change' listeners. `reading` is the reading as given, if it was given as one.
+   */
+  private install (
+    slot: Slot | undefined, key: string, hi: number, lo: number, lg: number, writer: string, own: boolean,
+    deleted: boolean, value: JsonValue, reading: Reading | undefined, local: boolean, home: OwnChunk | undefined, index: number
+  ): void {
     const listeners = this._observers.get('change')
     const observed = listeners !== undefined && listeners.size > 0
     let old: Reading | undefined
     if (slot === undefined) {
-      slot = { key: r.sensor, value: r.value, writer: r.writer, tHi: hi, tLo: lo, tLg: lg, own, del: r.deleted, home, index, gen: 0 }
-      this.view.set(r.sensor, slot)
+      slot = { key, value, writer, tHi: hi, tLo: lo, tLg: lg, own, del: deleted, home, index, gen: 0, next: undefined }
+      this.view.set(key, slot)
+      const h = sensorHash(key)
+      if (h >= 0) {
+        slot.next = this.byBytes.get(h)
+        this.byBytes.set(h, slot)
+      }
     } else {
-      // r wins if its timestamp is greater, or equal with a greater writer id.
-      if (hi !== slot.tHi ? hi < slot.tHi : lo !== slot.tLo ? lo < slot.tLo : lg !== slot.tLg ? lg < slot.tLg : !(r.writer > slot.writer)) return false
       if (observed && !slot.del && !this.isExpiredWall(wallOfSlot(slot))) old = readingOf(slot)
       if (slot.home !== undefined) clearLive(slot.home, slot.index)
       if (slot.own) this.ownLive--
       if (slot.del) this.tombstones--
-      slot.value = r.value
-      slot.writer = r.writer
+      slot.value = value
+      slot.writer = writer
       slot.home = home
       slot.index = index
       slot.tHi = hi
       slot.tLo = lo
       slot.tLg = lg
       slot.own = own
-      slot.del = r.deleted
+      slot.del = deleted
     }
     if (home !== undefined) setLive(home, index, slot)
     if (own) this.ownLive++
-    if (r.deleted) this.tombstones++
+    if (deleted) this.tombstones++
     if (slot.gen !== this.gen) {
       slot.gen = this.gen
       this.changedKeys++
     }
     if (observed) {
-      if (old !== undefined || !r.deleted) {
+      if (old !== undefined || !deleted) {
         // Called directly: lib0's emit copies the listeners into a new array on every call.
-        const change: Change = { sensor: r.sensor, old, new: r.deleted ? undefined : r, reason: r.deleted ? 'delete' : 'write', local }
+        const change: Change = { sensor: key, old, new: deleted ? undefined : (reading ?? readingOf(slot)), reason: deleted ? 'delete' : 'write', local }
         for (const f of listeners as Set<(c: Change) => void>) f(change)
       }
     }
-    return true
+  }
+
+  /** Removes a slot from the view and the byte index. */
+  private dropSlot (slot: Slot): void {
+    this.view.delete(slot.key)
+    const h = sensorHash(slot.key)
+    if (h < 0) return
+    let s = this.byBytes.get(h)
+    if (s === slot) {
+      if (slot.next === undefined) this.byBytes.delete(h)
+      else this.byBytes.set(h, slot.next)
+      return
+    }
+    while (s !== undefined && s.next !== slot) s = s.next
+    if (s !== undefined) s.next = slot.next
   }
 
   private isExpiredWall (wall: number): boolean {
@@ -641,10 +738,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   }
 
   private apply (update: Uint8Array, load: boolean, collect: boolean = true): ApplyResult {
-    const { readings, deferred } = this.inspect(update, collect)
-    let maxT = ''
-    for (const r of readings) if (r.t > maxT) maxT = r.t
-    for (const d of deferred) for (const r of d.readings) if (r.t > maxT) maxT = r.t
+    const { chunks, deferred, readings, maxT } = this.inspect(update, collect)
     if (maxT !== '') {
       if (load) this.hlc.restore(maxT)
       else this.hlc.checkDrift(maxT)
@@ -662,11 +756,11 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     if (maxT !== '' && !load) this.hlc.receive(maxT)
     this.gen++
     this.changedKeys = 0
-    for (const r of readings) this.consider(r, false)
+    for (const c of chunks) this.mergeChunk(c)
     if (load) {
       // Replayed records are this replica's own, checked when they first arrived: a chunk whose
       // log cannot be told yet (a record lost before it) still shows its readings.
-      for (const d of deferred) for (const r of d.readings) this.consider(r, false)
+      for (const d of deferred) this.mergeChunk(d.chunk)
     } else {
       for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, d)
     }
@@ -676,7 +770,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       this.emit('update', [update, false])
     }
     if (pending && !load) this.emit('gap', [])
-    return { readings: readings.length + deferred.reduce((n, d) => n + d.readings.length, 0), changed: this.changedKeys, pending }
+    return { readings, changed: this.changedKeys, pending }
   }
 
   /**
@@ -691,20 +785,21 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       this.deferred.delete(key)
       const item = Y.getItem(store, Y.createID(d.client, d.clock))
       const parent = item instanceof Y.Item ? rootKeyOf(item.parent) : undefined
-      if (parent !== 'w/' + d.writer) {
+      if (parent !== 'w/' + d.chunk.writer) {
         this.misplacedChunks++
         continue
       }
-      for (const r of d.readings) this.consider(r, false)
+      this.mergeChunk(d.chunk)
     }
   }
 
   /**
-   * Decodes and checks an update before Yjs sees it. Returns the readings of chunks new to this
-   * replica whose log is known, and, apart, those of chunks whose log cannot be told yet (their
-   * left neighbour has not arrived): those wait in `deferred` until Yjs integrates them.
+   * Decodes and checks an update before Yjs sees it, every reading of every new chunk included.
+   * Returns the chunks new to this replica whose log is known, and, apart, those whose log cannot
+   * be told yet (their left neighbour has not arrived): those wait in `deferred` until Yjs
+   * integrates them. Readings are not built here: the merge reads them again from the bytes.
    */
-  private inspect (update: Uint8Array, collect: boolean, v2: boolean = false): { readings: Reading[], deferred: DeferredChunk[] } {
+  private inspect (update: Uint8Array, collect: boolean, v2: boolean = false): Inspected {
     let decoded: DecodedUpdate
     try {
       decoded = (v2 ? Y.decodeUpdateV2(update) : Y.decodeUpdate(update)) as DecodedUpdate
@@ -713,8 +808,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     }
     assertEncodable(decoded, this.region)
     const store = this.doc.store
-    const readings: Reading[] = []
+    const chunks: RemoteChunk[] = []
     const deferred: DeferredChunk[] = []
+    let readings = 0
+    // The greatest timestamp, as the three integers of a view slot.
+    let mHi = -1
+    let mLo = 0
+    let mLg = 0
     // The root type of each item of this update, by client, to resolve later items' parents.
     const seen = new Map<number, Array<{ clock: number, length: number, parent: string | undefined }>>()
     const parentAt = (id: Y.ID | null): string | undefined => {
@@ -761,16 +861,28 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       }
       if (!collect || s.id.clock < Y.getState(store, s.id.client)) continue
       const dec = new ChunkDecoder(content.content)
-      const found: Reading[] = []
+      let count = 0
+      let body = 0
       try {
-        dec.readChunkHeader()
+        count = dec.readChunkHeader()
+        body = dec.pos
         if (this.writers !== undefined && !this.writers.has(dec.writer)) {
           throw new EdgeMeshError('EM_ERR_UNAUTHORIZED_WRITER', `writer ${dec.writer} is not allowed to write region ${this.region}`, { ...where, writer: dec.writer })
         }
         if (parent !== undefined && parent !== 'w/' + dec.writer) {
           throw new InvalidUpdateError('chunk writer differs from the log it is in', { ...where, log: parent, writer: dec.writer })
         }
-        while (dec.next()) found.push(dec.reading())
+        while (dec.next()) {
+          dec.checkValue()
+          const hi = dec.tHi
+          const lo = dec.tLo
+          const lg = dec.tLg
+          if (hi > mHi || (hi === mHi && (lo > mLo || (lo === mLo && lg > mLg)))) {
+            mHi = hi
+            mLo = lo
+            mLg = lg
+          }
+        }
       } catch (err) {
         if (err instanceof EdgeMeshError && err.code === 'EM_ERR_UNAUTHORIZED_WRITER') throw err
         if (err instanceof EdgeMeshError) {
@@ -778,13 +890,13 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         }
         throw err
       }
-      if (parent !== undefined) {
-        for (const r of found) readings.push(r)
-      } else {
-        deferred.push({ client: s.id.client, clock: s.id.clock, writer: dec.writer, readings: found })
-      }
+      const chunk: RemoteChunk = { bytes: content.content, writer: dec.writer, body, count }
+      readings += count
+      if (parent !== undefined) chunks.push(chunk)
+      else deferred.push({ client: s.id.client, clock: s.id.clock, chunk })
     }
-    return { readings, deferred }
+    const maxT = mHi < 0 ? '' : encodeTimestamp({ wall: mHi * 0x1000000 + mLo, logical: mLg })
+    return { chunks, deferred, readings, maxT }
   }
 
   // ---------------------------------------------------------------- sync and persistence hooks
@@ -825,8 +937,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const pending = this.doc.store.pendingStructs
     if (pending !== null) {
       const found = this.inspect(pending.update, true, true)
-      for (const r of found.readings) this.consider(r, false)
-      for (const d of found.deferred) for (const r of d.readings) this.consider(r, false)
+      for (const c of found.chunks) this.mergeChunk(c)
+      for (const d of found.deferred) this.mergeChunk(d.chunk)
     }
     let maxT = ''
     for (const r of readings) {
@@ -863,8 +975,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       const chunk = newOwnChunk(dec.readChunkHeader())
       let i = 0
       while (dec.next()) {
-        const slot = this.view.get(dec.sensor)
-        if (slot !== undefined && slot.writer === dec.writer && tOfSlot(slot) === dec.t) {
+        const slot = this.slotOf(dec)
+        if (slot !== undefined && slot.writer === dec.writer && slot.tHi === dec.tHi && slot.tLo === dec.tLo && slot.tLg === dec.tLg) {
           if (slot.home !== undefined) clearLive(slot.home, slot.index)
           slot.home = chunk
           slot.index = i
@@ -980,7 +1092,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       }
       const slot = next.value
       if (!this.isExpiredWall(wallOfSlot(slot))) continue
-      this.view.delete(slot.key)
+      this.dropSlot(slot)
       if (slot.home !== undefined) clearLive(slot.home, slot.index)
       this.expiredCount++
       if (slot.own) this.ownLive--
