@@ -11,7 +11,7 @@
  */
 import { hash } from 'node:crypto'
 import { parentPort, workerData } from 'node:worker_threads'
-import { performance } from 'node:perf_hooks'
+import { PerformanceObserver, performance } from 'node:perf_hooks'
 import { createMeshPeer, regionTopic, type MeshPeer, type MeshStats } from '@edge-mesh/mesh'
 import { prng } from '@edge-mesh/testkit'
 
@@ -122,6 +122,14 @@ const hosted = (kind: Kind): Array<[number, MeshPeer]> =>
 interface Receiver { lat: Grow, batch: Grow, seen: number, validations: Array<[string, number, number]>, applyMs: number, msgsIn: number }
 const receivers = new Map<string, Receiver>()
 let recording = false
+/** Garbage-collection pauses on this thread while recording: [start on the hr() clock, ms]. */
+const gcPauses: Array<[number, number]> = []
+{
+  const offset = hr() - performance.now()
+  new PerformanceObserver(list => {
+    if (recording) for (const e of list.getEntries()) gcPauses.push([e.startTime + offset, e.duration])
+  }).observe({ entryTypes: ['gc'] })
+}
 let eluStart = performance.eventLoopUtilization()
 
 /** The writer side of a mesh run. */
@@ -341,7 +349,8 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
       const [batchLat] = r.batch.take()
       out.push({ lat, weight, batchLat, seen: r.seen, validations: r.validations, msgsIn: r.msgsIn })
     }
-    return { reports: out }
+    // The pauses since the last collect: this run's (mesh or raw) on this thread.
+    return { reports: out, gc: gcPauses.splice(0) }
   },
 
   /** Per hosted mesh peer: its view's size and an order-free digest of (sensor, t, writer). */

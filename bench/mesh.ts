@@ -76,6 +76,33 @@ async function wchar (): Promise<number> {
   }
 }
 
+/** Garbage-collection pauses, [start, ms], of every peer thread, merged where they overlap. */
+function pauseUnion (pauses: Array<[number, number]>): Array<[number, number]> {
+  const out: Array<[number, number]> = []
+  for (const [start, ms] of [...pauses].sort((a, b) => a[0] - b[0])) {
+    const last = out.at(-1)
+    if (last !== undefined && start <= last[0] + last[1]) last[1] = Math.max(last[1], start + ms - last[0])
+    else out.push([start, ms])
+  }
+  return out
+}
+
+/**
+ * The share of the slowest 1 % of deliveries' time (publish → visible, per frame and peer) during
+ * which a peer thread was collecting garbage: how much of the tail the collector explains.
+ */
+function tailGcShare (deliveries: Array<[number, number]>, pauses: Array<[number, number]>): number {
+  const slow = [...deliveries].sort((a, b) => (b[1] - b[0]) - (a[1] - a[0])).slice(0, Math.max(1, Math.ceil(deliveries.length / 100)))
+  const union = pauseUnion(pauses)
+  let inGc = 0
+  let total = 0
+  for (const [from, to] of slow) {
+    total += to - from
+    for (const [start, ms] of union) inGc += Math.max(0, Math.min(to, start + ms) - Math.max(from, start))
+  }
+  return total > 0 ? round(inGc / total, 2) : 0
+}
+
 /** Busy and stolen CPU time of the whole machine, in seconds (Linux /proc/stat; 100 ticks a second). */
 function machineCpu (): { busy: number, steal: number } {
   try {
@@ -307,7 +334,9 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     const meshUse = m()
     const meshWire = (await wchar()) - w0
     const d = await stats('mesh')
-    const meshReports = (await all<{ reports: ReceiverReport[] }>('collect', { kind: 'mesh' })).flatMap(r => r.reports)
+    const meshCollected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'mesh' })
+    const meshReports = meshCollected.flatMap(r => r.reports)
+    const meshGc = meshCollected.flatMap(r => r.gc)
     // put → visible, per reading: a frame's readings are visible when the receiver's validator
     // returns (it applies the frame and calls the 'change' listeners); each putMany batch in the
     // frame counts for its readings. Stages: putMany → publish (the flush window), publish → the
@@ -319,11 +348,13 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     const netStage = new Samples()
     const applyStage = new Samples()
     const perPeer: number[] = []
+    const deliveries: Array<[number, number]> = []
     for (const r of meshReports) {
       let got = 0
       for (const [key, t0, ms] of r.validations) {
         const f = frameByKey.get(key)
         if (f === undefined) continue
+        deliveries.push([f.at, t0 + ms])
         got += f.readings
         for (const [putAt, n] of f.batches) {
           perReading.add(t0 + ms - putAt, n)
@@ -367,7 +398,9 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     await all('record', { on: false })
     const rawUse = rm()
     const rawWire = (await wchar()) - rw0
-    const rawReports = (await all<{ reports: ReceiverReport[] }>('collect', { kind: 'raw' })).flatMap(r => r.reports)
+    const rawCollected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'raw' })
+    const rawReports = rawCollected.flatMap(r => r.reports)
+    const rawGc = rawCollected.flatMap(r => r.gc)
     // Weighted by the readings each frame carried, so that the quantiles compare with the mesh's.
     const rawLat = new Samples()
     const rawFrameLat = new Samples()
@@ -434,6 +467,9 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       rawElu,
       rawCpuCores: rawUse.cpuCores,
       rawOtherCores: rawUse.otherCores,
+      gcMs: Math.round(meshGc.reduce((n, g) => n + g[1], 0)),
+      rawGcMs: Math.round(rawGc.reduce((n, g) => n + g[1], 0)),
+      tailGcShare: tailGcShare(deliveries, meshGc),
       stealCores: round(Math.max(meshUse.stealCores, rawUse.stealCores), 2)
     }
   } finally {
