@@ -4,13 +4,12 @@
  * by one: two system calls per message, and on loopback each one runs the kernel's whole delivery
  * path. Joining the chunks first (a copy of a few kB) halves the writes.
  *
- * This decorates a connection encrypter (the `connectionEncrypters` extension point of libp2p): the
- * connection it is given to secure gets a `send` that joins a list of chunks into one buffer before
- * passing it on. `send` is the connection's public method (MessageStream); nothing else changes.
+ * This decorates a connection encrypter (src/encrypter.ts): the connection it is given to secure
+ * gets a `send` that joins a list of chunks into one buffer before passing it on. `send` is the
+ * connection's public method (MessageStream); nothing else changes.
  */
-import type { ConnectionEncrypter, MessageStream } from '@libp2p/interface'
-
-type EncrypterFactory<C, E> = (components: C) => ConnectionEncrypter<E>
+import type { MessageStream } from '@libp2p/interface'
+import { decorateEncrypter, type EncrypterFactory } from './encrypter.ts'
 
 /** Makes `connection.send` pass one buffer where it was given a list of chunks. */
 export function joinChunksOnSend (connection: MessageStream): MessageStream {
@@ -21,12 +20,5 @@ export function joinChunksOnSend (connection: MessageStream): MessageStream {
 
 /** The encrypter made by `factory`, securing connections whose writes are joined (see above). */
 export function joiningWrites<C, E> (factory: EncrypterFactory<C, E>): EncrypterFactory<C, E> {
-  return (components: C): ConnectionEncrypter<E> => {
-    const inner = factory(components)
-    return {
-      protocol: inner.protocol,
-      secureInbound: async (connection, options) => await inner.secureInbound(joinChunksOnSend(connection), options),
-      secureOutbound: async (connection, options) => await inner.secureOutbound(joinChunksOnSend(connection), options)
-    }
-  }
+  return decorateEncrypter(factory, { given: joinChunksOnSend })
 }

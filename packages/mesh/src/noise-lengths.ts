@@ -13,14 +13,14 @@
  * makes that test stop the loop exactly where the exception did (a 2-byte message needs 2 bytes);
  * with 2 or more bytes it returns the big-endian length, as `uint16BEDecode` does.
  *
- * This decorates a connection encrypter: the connection it returns gets this reader. The decoder is
- * a field of the library's connection class, not part of its API; when it is not found the
- * connection is left as it is (the test of this module fails then, so an upgrade is noticed).
+ * This decorates a connection encrypter (src/encrypter.ts): the connection it returns gets this
+ * reader. The decoder is a field of the library's connection class, not part of its API; when it
+ * is not found the connection is left as it is (the test of this module fails then, so an upgrade
+ * is noticed).
  */
-import type { ConnectionEncrypter, MessageStream } from '@libp2p/interface'
+import type { MessageStream } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
-
-type EncrypterFactory<C, E> = (components: C) => ConnectionEncrypter<E>
+import { decorateEncrypter, type EncrypterFactory } from './encrypter.ts'
 
 /** The 2-byte big-endian length at the start of `data`, or 0 while fewer than 2 bytes are there. */
 export function noiseLength (data: Uint8ArrayList | Uint8Array): number {
@@ -41,20 +41,5 @@ export function readLengthsQuietly (connection: MessageStream): boolean {
 
 /** The encrypter made by `factory`, whose secured connections read lengths with `noiseLength`. */
 export function quietLengthReads<C, E> (factory: EncrypterFactory<C, E>): EncrypterFactory<C, E> {
-  return (components: C): ConnectionEncrypter<E> => {
-    const inner = factory(components)
-    return {
-      protocol: inner.protocol,
-      secureInbound: async (connection, options) => {
-        const secured = await inner.secureInbound(connection, options)
-        readLengthsQuietly(secured.connection)
-        return secured
-      },
-      secureOutbound: async (connection, options) => {
-        const secured = await inner.secureOutbound(connection, options)
-        readLengthsQuietly(secured.connection)
-        return secured
-      }
-    }
-  }
+  return decorateEncrypter(factory, { secured: s => { readLengthsQuietly(s.connection) } })
 }
