@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
-const BENCHES = ['state.ts', 'mesh.ts', 'broker.ts', 'gateway.ts', 'analytics.ts']
+const BENCHES = ['state.ts', 'compaction.ts', 'mesh.ts', 'broker.ts', 'gateway.ts', 'analytics.ts']
 
 async function run (file: string, args: string[]): Promise<void> {
   const path = fileURLToPath(new URL(file, import.meta.url))

@@ -2,7 +2,7 @@ import fs from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import test from 'ava'
-import { createRegionState } from '@edge-mesh/region-state'
+import { COMPACTION_DEFAULTS, createRegionState } from '@edge-mesh/region-state'
 import { openPersistence } from '../src/index.ts'
 import { REGION, WRITER, dirBytes, sensorName, snapshotNow, updateKeys } from './helpers.ts'
 
@@ -64,7 +64,7 @@ test('after snapshot() no update record is left, and the directory after 200k wr
   const { small, large } = await measured()
   t.log(`40k writes: ${small.bytes} bytes (${small.snapshots} snapshots); 200k writes: ${large.bytes} bytes (${large.snapshots} snapshots)`)
   t.true(small.snapshots > 1 && large.snapshots > 1, 'automatic snapshots happened')
-  t.true(large.ownLogReadings <= 2 * SENSORS + 1000 + BATCH, 'compaction keeps the own log bounded')
+  t.true(large.ownLogReadings <= COMPACTION_DEFAULTS.ratio * SENSORS + 1000 + BATCH, 'compaction keeps the own log bounded')
   t.is(small.updateRecords, 0)
   t.is(large.updateRecords, 0)
   t.true(large.bytes <= 1.5 * small.bytes, `${large.bytes} <= 1.5 x ${small.bytes}`)

@@ -23,7 +23,7 @@
  * ```
  */
 export {
-  RegionState, createRegionState, isValidRegionName, LOCAL_ORIGIN, REMOTE_ORIGIN, LOAD_ORIGIN,
+  RegionState, createRegionState, isValidRegionName, LOCAL_ORIGIN, REMOTE_ORIGIN, LOAD_ORIGIN, COMPACTION_DEFAULTS,
   type RegionStateInit, type CompactionInit, type ReadingView, type Change, type ApplyResult,
   type CompactionStats, type RegionStats, type RegionStateEvents, type WriteInput
 } from './region-state.ts'

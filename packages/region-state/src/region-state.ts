@@ -26,11 +26,17 @@ export interface CompactionInit {
   stepReadings?: number
   /**
    * The own log is compacted when it holds more than `ratio × live own keys + stepReadings`
-   * readings.
-   * @default 2
+   * readings. A higher ratio keeps more dead readings in the log (memory) and copies fewer
+   * survivors forward (each copy is sent to and merged by every replica): with sensors updated
+   * at random, about 17 % of the readings written are copied again at ratio 2, 5 % at 3, 2 % at 4
+   * (docs/adr/0001-region-state-model.md).
+   * @default 3
    */
   ratio?: number
 }
+
+/** The compaction settings used where `RegionStateInit.compaction` leaves them out. */
+export const COMPACTION_DEFAULTS: Readonly<Required<CompactionInit>> = { stepReadings: 4096, ratio: 3 }
 
 export interface RegionStateInit {
   /** Region (doc) name, used in errors. */
@@ -397,8 +403,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     this.retentionMs = init.retentionMs ?? Infinity
     this.maxValueBytes = init.maxValueBytes ?? 65536
     this.maxChunkReadings = init.maxChunkReadings ?? 1024
-    this.stepReadings = init.compaction?.stepReadings ?? 4096
-    this.ratio = init.compaction?.ratio ?? 2
+    this.stepReadings = init.compaction?.stepReadings ?? COMPACTION_DEFAULTS.stepReadings
+    this.ratio = init.compaction?.ratio ?? COMPACTION_DEFAULTS.ratio
     this.sweepBatch = init.sweepBatch ?? 5000
     const positive = { maxChunkReadings: this.maxChunkReadings, stepReadings: this.stepReadings, sweepBatch: this.sweepBatch }
     for (const [k, v] of Object.entries(positive)) {
