@@ -155,6 +155,25 @@ export class ChunkEncoder {
     this.pos = pos + TIMESTAMP_BYTE_LENGTH
   }
 
+  /**
+   * A timestamp given as the three integers a view slot keeps (the wall's upper and lower 24 bits,
+   * the logical counter), as its 8 bytes.
+   */
+  timestampParts (hi: number, lo: number, lg: number): void {
+    this.ensure(TIMESTAMP_BYTE_LENGTH)
+    const buf = this.buf
+    const pos = this.pos
+    buf[pos] = hi >>> 16
+    buf[pos + 1] = (hi >>> 8) & 0xff
+    buf[pos + 2] = hi & 0xff
+    buf[pos + 3] = lo >>> 16
+    buf[pos + 4] = (lo >>> 8) & 0xff
+    buf[pos + 5] = lo & 0xff
+    buf[pos + 6] = lg >>> 8
+    buf[pos + 7] = lg & 0xff
+    this.pos = pos + TIMESTAMP_BYTE_LENGTH
+  }
+
   /** A copy of the bytes written so far. */
   toBytes (): Uint8Array {
     return this.buf.slice(0, this.pos)
@@ -554,17 +573,34 @@ export class ViewSnapshotEncoder {
   }
 
   add (r: Reading): void {
-    let wi = this.writers.get(r.writer)
+    this.beginEntry(r.writer, r.sensor)
+    this.body.timestamp(r.t)
+    this.endEntry(r.deleted, r.value)
+  }
+
+  /** The same entry as `add`, with its timestamp as a view slot keeps it (no string made and parsed back). */
+  addParts (sensor: string, hi: number, lo: number, lg: number, writer: string, deleted: boolean, value: JsonValue): void {
+    this.beginEntry(writer, sensor)
+    this.body.timestampParts(hi, lo, lg)
+    this.endEntry(deleted, value)
+  }
+
+  /** An entry's writer index and sensor id. */
+  private beginEntry (writer: string, sensor: string): void {
+    let wi = this.writers.get(writer)
     if (wi === undefined) {
       wi = this.writers.size
-      this.writers.set(r.writer, wi)
+      this.writers.set(writer, wi)
     }
+    this.body.varuint(wi)
+    this.body.str(sensor)
+    this.count++
+  }
+
+  /** An entry's kind and value. */
+  private endEntry (deleted: boolean, v: JsonValue): void {
     const body = this.body
-    body.varuint(wi)
-    body.str(r.sensor)
-    body.timestamp(r.t)
-    const v = r.value
-    if (r.deleted) body.u8(KIND_TOMBSTONE)
+    if (deleted) body.u8(KIND_TOMBSTONE)
     else if (typeof v === 'number') {
       body.u8(KIND_NUMBER)
       body.float64(v)
@@ -572,7 +608,6 @@ export class ViewSnapshotEncoder {
       const p = prepareValue(v)
       writeValue(body, p.kind, p.payload)
     }
-    this.count++
   }
 
   finish (): Uint8Array {

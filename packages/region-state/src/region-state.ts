@@ -459,7 +459,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   * entries (prefix: string = ''): IterableIterator<[string, ReadingView]> {
     const now = this.now()
     for (const [sensor, s] of this.view) {
-      if (s.del || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpiredWall(wallOfSlot(s))) continue
+      if (!this.isListed(sensor, s, prefix)) continue
       yield [sensor, { sensor, value: s.value, t: tOfSlot(s), writer: s.writer, ageMs: Math.max(0, now - wallOfSlot(s)) }]
     }
   }
@@ -467,18 +467,20 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   /** Live sensor ids starting with `prefix`, sorted. */
   list (prefix: string = ''): string[] {
     const out: string[] = []
-    for (const [sensor, s] of this.view) {
-      if (s.del || (prefix !== '' && !sensor.startsWith(prefix)) || this.isExpiredWall(wallOfSlot(s))) continue
-      out.push(sensor)
-    }
+    for (const [sensor, s] of this.view) if (this.isListed(sensor, s, prefix)) out.push(sensor)
     return out.sort()
+  }
+
+  /** Whether a slot holds a live reading (not a tombstone, not past the horizon) of a sensor under `prefix`. */
+  private isListed (sensor: string, s: Slot, prefix: string): boolean {
+    return !s.del && (prefix === '' || sensor.startsWith(prefix)) && !this.isExpiredWall(wallOfSlot(s))
   }
 
   /** Number of live sensors (O(1) without retention; with it, a scan that skips expired ones). */
   get size (): number {
     if (this.retentionMs === Infinity) return this.view.size - this.tombstones
     let n = 0
-    for (const s of this.view.values()) if (!s.del && !this.isExpiredWall(wallOfSlot(s))) n++
+    for (const [sensor, s] of this.view) if (this.isListed(sensor, s, '')) n++
     return n
   }
 
@@ -928,7 +930,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const enc = new ViewSnapshotEncoder(40 * this.view.size + 64)
     let i = 0
     for (const slot of this.view.values()) {
-      enc.add(readingOf(slot))
+      enc.addParts(slot.key, slot.tHi, slot.tLo, slot.tLg, slot.writer, slot.del, slot.value)
       if (++i % sliceEntries === 0) await new Promise<void>(resolve => { setImmediate(resolve) })
     }
     return { doc, view: enc.finish() }
