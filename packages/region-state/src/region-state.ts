@@ -6,9 +6,10 @@ import {
 import { createHlc, encodeTimestamp, wallOf, type Hlc } from '@edge-mesh/hlc'
 import {
   ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, ViewSnapshotEncoder, decodeViewSnapshot, isValidWriterId,
-  hexValue, prepareValue, readChunkHeader, sensorHash, writeReading, type Reading
+  hexValue, prepareValue, readChunkHeader, writeReading, type Reading
 } from './chunk.ts'
 import { HARD_MAX_VALUE_BYTES, assertJsonContainer, assertSensorId, deepFreeze, type JsonValue } from './value.ts'
+import { F_DEL, F_NUM, F_OWN, R_FLAGS, R_GEN, R_HI, R_INDEX, R_LG, R_LO, R_WRITER, STRIDE, ViewTable } from './view-table.ts'
 
 /** Transaction origin of this replica's own writes and compaction. */
 export const LOCAL_ORIGIN: unique symbol = Symbol('edge-mesh:local')
@@ -171,25 +172,25 @@ function transactionChanged (tr: Y.Transaction): boolean {
 
 /**
  * A chunk of this replica's own log, mirrored in memory: its reading count and, per reading, the
- * view slot it is the winner of (undefined once it lost), so that compaction finds the survivors
+ * view slot it is the winner of plus one (0 once it lost), so that compaction finds the survivors
  * without decoding a sensor id or looking up the view.
  */
 interface OwnChunk {
   readonly count: number
-  readonly winners: Array<Slot | undefined>
+  readonly winners: Int32Array
   liveCount: number
 }
 
-const newOwnChunk = (count: number): OwnChunk => ({ count, winners: new Array<Slot | undefined>(count).fill(undefined), liveCount: 0 })
+const newOwnChunk = (count: number): OwnChunk => ({ count, winners: new Int32Array(count), liveCount: 0 })
 
-function setLive (c: OwnChunk, i: number, slot: Slot): void {
-  if (c.winners[i] === undefined) c.liveCount++
-  c.winners[i] = slot
+function setLive (c: OwnChunk, i: number, slot: number): void {
+  if (c.winners[i] === 0) c.liveCount++
+  c.winners[i] = slot + 1
 }
 
 function clearLive (c: OwnChunk, i: number): void {
-  if (c.winners[i] !== undefined) {
-    c.winners[i] = undefined
+  if (c.winners[i] !== 0) {
+    c.winners[i] = 0
     c.liveCount--
   }
 }
@@ -217,9 +218,6 @@ interface Inspected {
   readings: number
   maxT: string
 }
-
-/** Writer ids kept as one string each (see RegionState.writerId). */
-const MAX_INTERNED_WRITERS = 4096
 
 /** Stands for a parent that is a nested type, which a region doc never has. */
 const NESTED = '\u0000nested'
@@ -276,44 +274,17 @@ function assertEncodable (decoded: DecodedUpdate, region: string): void {
 /** True when `ref` (an item's origin or right origin) is an item of the same client at or after `id`. */
 const refersForward = (ref: Y.ID | null, id: Y.ID): boolean => ref !== null && ref.client === id.client && ref.clock >= id.clock
 
-/**
- * A view entry: the winning reading of a sensor, field by field, and, if it lives in the own log,
- * where. The winner is kept as fields, not as the Reading it arrived as: its HLC timestamp as small
- * integers (the wall's upper and lower 24 bits, the logical counter), its value, writer and flags.
- * A merge then reads the slot only (a Reading object and its timestamp string would be two more
- * places in memory, each a cache miss with many sensors), and a reading that wins keeps nothing
- * alive but its value, which keeps the garbage collector's young-generation pauses short. Remote
- * readings are merged from the chunk's bytes (mergeChunk) without being built as Readings at all.
- * Readings are rebuilt from the slot when asked for.
- */
-interface Slot {
-  /** The sensor id the view is keyed by. */
-  readonly key: string
-  value: JsonValue
-  writer: string
-  tHi: number
-  tLo: number
-  tLg: number
-  own: boolean
-  del: boolean
-  home: OwnChunk | undefined
-  index: number
-  /** The apply that last changed this slot, to count changed keys without a set. */
-  gen: number
-  /** The next slot under the same key of the byte index (see RegionState.byBytes). */
-  next: Slot | undefined
+/** Whether timestamp (hi, lo, lg) by writer `w` beats the winner of record `b` (a greater timestamp, or an equal one with a greater writer id). */
+function beats (rec: Int32Array, b: number, hi: number, lo: number, lg: number, w: number, writers: ReadonlyArray<string | undefined>): boolean {
+  const h = rec[b + R_HI]
+  if (hi !== h) return hi > h
+  const l = rec[b + R_LO]
+  if (lo !== l) return lo > l
+  const g = rec[b + R_LG]
+  if (lg !== g) return lg > g
+  const o = rec[b + R_WRITER]
+  return w !== o && (writers[w] as string) > (writers[o] as string)
 }
-
-/** The HLC wall time (ms) of a slot's winner. */
-const wallOfSlot = (s: Slot): number => s.tHi * 0x1000000 + s.tLo
-/** The timestamp string of a slot's winner. */
-const tOfSlot = (s: Slot): string => encodeTimestamp({ wall: wallOfSlot(s), logical: s.tLg })
-/** The winner of a slot as a Reading. */
-const readingOf = (s: Slot): Reading => ({ sensor: s.key, value: s.value, t: tOfSlot(s), writer: s.writer, deleted: s.del })
-
-/** Whether a reading with timestamp (hi, lo, lg) by `writer` beats a slot's winner: a greater timestamp, or an equal one with a greater writer id. */
-const beats = (hi: number, lo: number, lg: number, writer: string, s: Slot): boolean =>
-  hi !== s.tHi ? hi > s.tHi : lo !== s.tLo ? lo > s.tLo : lg !== s.tLg ? lg > s.tLg : writer > s.writer
 
 /** One of the three integers of a timestamp string (16 lowercase hex digits) kept in a slot. */
 function hexInt (t: string, from: number, to: number): number {
@@ -343,14 +314,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private readonly stepReadings: number
   private readonly ratio: number
   private readonly sweepBatch: number
-  private readonly view = new Map<string, Slot>()
-  /**
-   * The slots of printable-ASCII sensor ids by {@link sensorHash}, chained through `Slot.next`: a
-   * remote reading finds its slot from the chunk's bytes, without building its id as a string.
-   */
-  private readonly byBytes = new Map<number, Slot>()
-  /** One string per writer id seen in remote chunks, so that slots do not each hold a fresh copy. */
-  private readonly writerIds = new Map<string, string>()
+  /** The view: per sensor, the winning reading's fields (view-table.ts). */
+  private readonly table = new ViewTable<OwnChunk>()
   private readonly ownLog: Y.Array<Uint8Array> | undefined
   private readonly encoder = new ChunkEncoder(64 * 1024)
   /** The own log's chunks, oldest first, from `ownHead`. */
@@ -366,13 +331,14 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private remoteChanged = false
   private readonly onLocalUpdate: (update: Uint8Array) => void
   private localDepth = 0
-  /** Generation of the current apply and the keys it changed (see Slot.gen). */
+  /** Generation of the current apply and the keys it changed (a slot's R_GEN). */
   private gen = 1
   private changedKeys = 0
   private localUpdates: Uint8Array[] = []
   private readonly deferred = new Map<string, DeferredChunk>()
   private misplacedChunks = 0
-  private sweepIterator: Iterator<Slot> | undefined
+  /** The slot the retention sweep goes on from. */
+  private sweepAt = 0
   private timer: ReturnType<typeof setInterval> | undefined
   private closed = false
 
@@ -444,43 +410,80 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   /** The live value of a sensor with its freshness, or undefined if absent, deleted or expired. */
   get (sensor: string): ReadingView | undefined {
-    const s = this.view.get(sensor)
-    if (s === undefined || s.del || this.isExpiredWall(wallOfSlot(s))) return undefined
-    return { sensor, value: s.value, t: tOfSlot(s), writer: s.writer, ageMs: Math.max(0, this.now() - wallOfSlot(s)) }
+    const s = this.table.find(sensor)
+    if (s < 0 || (this.table.rec[s * STRIDE + R_FLAGS] & F_DEL) !== 0 || this.isExpiredWall(this.wallOf(s))) return undefined
+    return this.viewOf(sensor, s, this.now())
+  }
+
+  /** The winner of slot `s` as a ReadingView. */
+  private viewOf (sensor: string, s: number, now: number): ReadingView {
+    const wall = this.wallOf(s)
+    return { sensor, value: this.table.value(s), t: this.tOf(s), writer: this.writerOf(s), ageMs: Math.max(0, now - wall) }
+  }
+
+  /** The HLC wall time (ms) of slot `s`'s winner. */
+  private wallOf (s: number): number {
+    const rec = this.table.rec
+    return rec[s * STRIDE + R_HI] * 0x1000000 + rec[s * STRIDE + R_LO]
+  }
+
+  /** The timestamp string of slot `s`'s winner. */
+  private tOf (s: number): string {
+    return encodeTimestamp({ wall: this.wallOf(s), logical: this.table.rec[s * STRIDE + R_LG] })
+  }
+
+  private writerOf (s: number): string {
+    return this.table.writers[this.table.rec[s * STRIDE + R_WRITER]] as string
+  }
+
+  /** The winner of slot `s` as a Reading. */
+  private readingOf (s: number): Reading {
+    const deleted = (this.table.rec[s * STRIDE + R_FLAGS] & F_DEL) !== 0
+    return { sensor: this.table.keys[s] as string, value: deleted ? null : this.table.value(s), t: this.tOf(s), writer: this.writerOf(s), deleted }
   }
 
   /** The winning reading of a sensor, tombstones included (for sync diagnostics and tests). */
   winner (sensor: string): Reading | undefined {
-    const s = this.view.get(sensor)
-    return s === undefined ? undefined : readingOf(s)
+    const s = this.table.find(sensor)
+    return s < 0 ? undefined : this.readingOf(s)
   }
 
   /** Live sensors, optionally only those whose id starts with `prefix`, in no particular order. */
   * entries (prefix: string = ''): IterableIterator<[string, ReadingView]> {
     const now = this.now()
-    for (const [sensor, s] of this.view) {
-      if (!this.isListed(sensor, s, prefix)) continue
-      yield [sensor, { sensor, value: s.value, t: tOfSlot(s), writer: s.writer, ageMs: Math.max(0, now - wallOfSlot(s)) }]
+    const keys = this.table.keys
+    for (let s = 0; s < this.table.top; s++) {
+      const sensor = keys[s]
+      if (sensor === undefined || !this.isListed(sensor, s, prefix)) continue
+      yield [sensor, this.viewOf(sensor, s, now)]
     }
   }
 
   /** Live sensor ids starting with `prefix`, sorted. */
   list (prefix: string = ''): string[] {
     const out: string[] = []
-    for (const [sensor, s] of this.view) if (this.isListed(sensor, s, prefix)) out.push(sensor)
+    const keys = this.table.keys
+    for (let s = 0; s < this.table.top; s++) {
+      const sensor = keys[s]
+      if (sensor !== undefined && this.isListed(sensor, s, prefix)) out.push(sensor)
+    }
     return out.sort()
   }
 
   /** Whether a slot holds a live reading (not a tombstone, not past the horizon) of a sensor under `prefix`. */
-  private isListed (sensor: string, s: Slot, prefix: string): boolean {
-    return !s.del && (prefix === '' || sensor.startsWith(prefix)) && !this.isExpiredWall(wallOfSlot(s))
+  private isListed (sensor: string, s: number, prefix: string): boolean {
+    return (this.table.rec[s * STRIDE + R_FLAGS] & F_DEL) === 0 && (prefix === '' || sensor.startsWith(prefix)) && !this.isExpiredWall(this.wallOf(s))
   }
 
   /** Number of live sensors (O(1) without retention; with it, a scan that skips expired ones). */
   get size (): number {
-    if (this.retentionMs === Infinity) return this.view.size - this.tombstones
+    if (this.retentionMs === Infinity) return this.table.count - this.tombstones
     let n = 0
-    for (const [sensor, s] of this.view) if (this.isListed(sensor, s, '')) n++
+    const keys = this.table.keys
+    for (let s = 0; s < this.table.top; s++) {
+      const sensor = keys[s]
+      if (sensor !== undefined && this.isListed(sensor, s, '')) n++
+    }
     return n
   }
 
@@ -619,9 +622,14 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const hi = hexInt(t, 0, 6)
     const lo = hexInt(t, 6, 12)
     const lg = hexInt(t, 12, 16)
-    const slot = this.view.get(r.sensor)
-    if (slot !== undefined && !beats(hi, lo, lg, r.writer, slot)) return false
-    this.install(slot, r.sensor, hi, lo, lg, r.writer, r.writer === this.writer, r.deleted, r.value, r, local, home, index)
+    const table = this.table
+    const slot = table.find(r.sensor)
+    const w = table.writerNumber(r.writer)
+    if (slot >= 0 && !beats(table.rec, slot * STRIDE, hi, lo, lg, w, table.writers)) {
+      table.releaseWriter(w)
+      return false
+    }
+    this.install(slot, r.sensor, hi, lo, lg, w, r.writer === this.writer, r.deleted, r.value, r, local, home, index)
     return true
   }
 
@@ -630,99 +638,80 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const dec = new ChunkDecoder(c.bytes)
     dec.pos = c.body
     dec.remaining = c.count
-    const writer = this.writerId(c.writer)
-    const own = writer === this.writer
+    const table = this.table
+    const w = table.writerNumber(c.writer)
+    const own = c.writer === this.writer
     const horizon = this.retentionMs === Infinity ? -1 : this.now() - this.retentionMs
     while (dec.next()) {
       const hi = dec.tHi
       const lo = dec.tLo
       const lg = dec.tLg
       if (hi * 0x1000000 + lo < horizon) continue
-      const slot = this.slotOf(dec)
-      if (slot !== undefined && !beats(hi, lo, lg, writer, slot)) continue
-      this.install(slot, slot === undefined ? dec.sensor : slot.key, hi, lo, lg, writer, own, dec.kind === KIND_TOMBSTONE, dec.value(), undefined, false, undefined, 0)
+      const slot = table.findDecoded(dec)
+      if (slot >= 0 && !beats(table.rec, slot * STRIDE, hi, lo, lg, w, table.writers)) continue
+      this.install(slot, slot < 0 ? dec.sensor : '', hi, lo, lg, w, own, dec.kind === KIND_TOMBSTONE, dec.value(), undefined, false, undefined, 0)
     }
-  }
-
-  /** The slot of the decoder's current sensor id, if the view has one. */
-  private slotOf (dec: ChunkDecoder): Slot | undefined {
-    const h = dec.sensorHash
-    if (h < 0) return this.view.get(dec.sensor)
-    for (let s = this.byBytes.get(h); s !== undefined; s = s.next) if (dec.sensorIs(s.key)) return s
-    return undefined
-  }
-
-  /** The one string kept for a writer id (bounded: past MAX_INTERNED_WRITERS ids, the id itself). */
-  private writerId (w: string): string {
-    const kept = this.writerIds.get(w)
-    if (kept !== undefined) return kept
-    if (this.writerIds.size < MAX_INTERNED_WRITERS) this.writerIds.set(w, w)
-    return w
+    table.releaseWriter(w)
   }
 
   /**
-   * Makes a reading the winner of `key`: updates `slot`, or creates it when there is none, and
-   * tells the 'change' listeners. `reading` is the reading as given, if it was given as one.
+   * Makes a reading the winner of its sensor: updates `slot`, or, if it is -1, creates a slot for
+   * `key`; and tells the 'change' listeners. `w` is the writer's number in the table (see
+   * ViewTable.writerNumber); `reading` is the reading as given, if it was given as one.
    */
   private install (
-    slot: Slot | undefined, key: string, hi: number, lo: number, lg: number, writer: string, own: boolean,
+    slot: number, key: string, hi: number, lo: number, lg: number, w: number, own: boolean,
     deleted: boolean, value: JsonValue, reading: Reading | undefined, local: boolean, home: OwnChunk | undefined, index: number
   ): void {
     const listeners = this._observers.get('change')
     const observed = listeners !== undefined && listeners.size > 0
+    const table = this.table
     let old: Reading | undefined
-    if (slot === undefined) {
-      slot = { key, value, writer, tHi: hi, tLo: lo, tLg: lg, own, del: deleted, home, index, gen: 0, next: undefined }
-      this.view.set(key, slot)
-      const h = sensorHash(key)
-      if (h >= 0) {
-        slot.next = this.byBytes.get(h)
-        this.byBytes.set(h, slot)
-      }
+    let oldWriter = -1
+    let flags = 0
+    let hadOwn = false
+    if (slot < 0) {
+      slot = table.add(key)
     } else {
-      if (observed && !slot.del && !this.isExpiredWall(wallOfSlot(slot))) old = readingOf(slot)
-      if (slot.home !== undefined) clearLive(slot.home, slot.index)
-      if (slot.own) this.ownLive--
-      if (slot.del) this.tombstones--
-      slot.value = value
-      slot.writer = writer
-      slot.home = home
-      slot.index = index
-      slot.tHi = hi
-      slot.tLo = lo
-      slot.tLg = lg
-      slot.own = own
-      slot.del = deleted
+      const b = slot * STRIDE
+      flags = table.rec[b + R_FLAGS]
+      if (observed && (flags & F_DEL) === 0 && !this.isExpiredWall(this.wallOf(slot))) old = this.readingOf(slot)
+      if ((flags & F_OWN) !== 0) {
+        hadOwn = true
+        const was = table.homes[slot]
+        if (was !== undefined) clearLive(was, table.rec[b + R_INDEX])
+        this.ownLive--
+      }
+      if ((flags & F_DEL) !== 0) this.tombstones--
+      oldWriter = table.rec[b + R_WRITER]
     }
+    const rec = table.rec
+    const b = slot * STRIDE
+    flags = table.setValue(slot, flags, value) & F_NUM
+    if (own) flags |= F_OWN
+    if (deleted) flags |= F_DEL
+    rec[b + R_HI] = hi
+    rec[b + R_LO] = lo
+    rec[b + R_LG] = lg
+    rec[b + R_FLAGS] = flags
+    rec[b + R_INDEX] = index
+    table.setWriter(slot, oldWriter, w)
+    if (hadOwn || home !== undefined) table.homes[slot] = home
     if (home !== undefined) setLive(home, index, slot)
     if (own) this.ownLive++
     if (deleted) this.tombstones++
-    if (slot.gen !== this.gen) {
-      slot.gen = this.gen
+    if (rec[b + R_GEN] !== this.gen) {
+      rec[b + R_GEN] = this.gen
       this.changedKeys++
     }
     if (observed) {
       if (old !== undefined || !deleted) {
         // Called directly: lib0's emit copies the listeners into a new array on every call.
-        const change: Change = { sensor: key, old, new: deleted ? undefined : (reading ?? readingOf(slot)), reason: deleted ? 'delete' : 'write', local }
+        const sensor = table.keys[slot] as string
+        const change: Change = { sensor, old, new: deleted ? undefined : (reading ?? this.readingOf(slot)), reason: deleted ? 'delete' : 'write', local }
         for (const f of listeners as Set<(c: Change) => void>) f(change)
       }
     }
-  }
-
-  /** Removes a slot from the view and the byte index. */
-  private dropSlot (slot: Slot): void {
-    this.view.delete(slot.key)
-    const h = sensorHash(slot.key)
-    if (h < 0) return
-    let s = this.byBytes.get(h)
-    if (s === slot) {
-      if (slot.next === undefined) this.byBytes.delete(h)
-      else this.byBytes.set(h, slot.next)
-      return
-    }
-    while (s !== undefined && s.next !== slot) s = s.next
-    if (s !== undefined) s.next = slot.next
   }
 
   private isExpiredWall (wall: number): boolean {
@@ -927,10 +916,16 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    */
   async encodeSnapshot (sliceEntries: number = 20_000): Promise<{ doc: Uint8Array, view: Uint8Array }> {
     const doc = Y.encodeStateAsUpdate(this.doc)
-    const enc = new ViewSnapshotEncoder(40 * this.view.size + 64)
+    const table = this.table
+    const enc = new ViewSnapshotEncoder(40 * table.count + 64)
     let i = 0
-    for (const slot of this.view.values()) {
-      enc.addParts(slot.key, slot.tHi, slot.tLo, slot.tLg, slot.writer, slot.del, slot.value)
+    // The table may change between slices; `top` is read again each time.
+    for (let s = 0; s < table.top; s++) {
+      const key = table.keys[s]
+      if (key === undefined) continue
+      const rec = table.rec
+      const b = s * STRIDE
+      enc.addParts(key, rec[b + R_HI], rec[b + R_LO], rec[b + R_LG], this.writerOf(s), (rec[b + R_FLAGS] & F_DEL) !== 0, table.value(s))
       if (++i % sliceEntries === 0) await new Promise<void>(resolve => { setImmediate(resolve) })
     }
     return { doc, view: enc.finish() }
@@ -974,20 +969,24 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    */
   private rebuildOwnMirror (): void {
     const log = this.ownLog as Y.Array<Uint8Array>
-    for (const slot of this.view.values()) slot.home = undefined
+    this.table.homes.fill(undefined)
     this.ownChunks = []
     this.ownHead = 0
     this.ownLogReadings = 0
+    const table = this.table
     for (const bytes of log.toArray()) {
       const dec = new ChunkDecoder(bytes)
       const chunk = newOwnChunk(dec.readChunkHeader())
       let i = 0
       while (dec.next()) {
-        const slot = this.slotOf(dec)
-        if (slot !== undefined && slot.writer === dec.writer && slot.tHi === dec.tHi && slot.tLo === dec.tLo && slot.tLg === dec.tLg) {
-          if (slot.home !== undefined) clearLive(slot.home, slot.index)
-          slot.home = chunk
-          slot.index = i
+        const slot = table.findDecoded(dec)
+        const b = slot * STRIDE
+        const rec = table.rec
+        if (slot >= 0 && this.writerOf(slot) === dec.writer && rec[b + R_HI] === dec.tHi && rec[b + R_LO] === dec.tLo && rec[b + R_LG] === dec.tLg) {
+          const was = table.homes[slot]
+          if (was !== undefined) clearLive(was, rec[b + R_INDEX])
+          table.homes[slot] = chunk
+          rec[b + R_INDEX] = i
           setLive(chunk, i, slot)
         }
         i++
@@ -1015,15 +1014,16 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     while (n < available && taken < this.stepReadings) taken += this.ownChunks[this.ownHead + n++].count
     if (n === 0) return undefined
     // First the survivors, from the mirror alone; then their bytes, copied from the old chunks.
-    const keptSlots: Slot[] = []
+    const table = this.table
+    const keptSlots: number[] = []
     for (let c = 0; c < n; c++) {
       const meta = this.ownChunks[this.ownHead + c]
       if (meta.liveCount === 0) continue
       for (let i = 0; i < meta.count; i++) {
-        const slot = meta.winners[i]
-        if (slot === undefined) continue
+        const slot = meta.winners[i] - 1
+        if (slot < 0) continue
         // Past the horizon but not swept yet: not carried; the sweep removes it from the view.
-        if (this.isExpiredWall(wallOfSlot(slot))) slot.home = undefined
+        if (this.isExpiredWall(this.wallOf(slot))) table.homes[slot] = undefined
         else keptSlots.push(slot)
       }
     }
@@ -1043,8 +1043,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
         const dec = new ChunkDecoder(bytes)
         dec.readChunkHeader()
         for (let i = 0; dec.skipNext(); i++) {
-          const slot = meta.winners[i]
-          if (slot !== undefined && slot.home !== undefined) enc.range(bytes, dec.readingStart, dec.valueEnd)
+          const slot = meta.winners[i] - 1
+          if (slot >= 0 && table.homes[slot] !== undefined) enc.range(bytes, dec.readingStart, dec.valueEnd)
         }
       }
       replacement = enc.toBytes()
@@ -1063,8 +1063,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     if (home !== undefined) {
       for (let i = 0; i < keptSlots.length; i++) {
         const slot = keptSlots[i]
-        slot.home = home
-        slot.index = i
+        table.homes[slot] = home
+        table.rec[slot * STRIDE + R_INDEX] = i
         setLive(home, i, slot)
       }
       this.ownChunks.push(home)
@@ -1089,27 +1089,27 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     if (this.needsCompaction()) this.compactStep()
   }
 
+  /** Examines up to `sweepBatch` slots from where the last call stopped, dropping expired ones. */
   private sweep (): void {
-    let it = this.sweepIterator ?? this.view.values()
+    const table = this.table
     for (let i = 0; i < this.sweepBatch; i++) {
-      const next = it.next()
-      if (next.done === true) {
-        it = this.view.values()
-        this.sweepIterator = undefined
+      if (this.sweepAt >= table.top) {
+        this.sweepAt = 0
         return
       }
-      const slot = next.value
-      if (!this.isExpiredWall(wallOfSlot(slot))) continue
-      this.dropSlot(slot)
-      if (slot.home !== undefined) clearLive(slot.home, slot.index)
+      const slot = this.sweepAt++
+      const key = table.keys[slot]
+      if (key === undefined || !this.isExpiredWall(this.wallOf(slot))) continue
+      const flags = table.rec[slot * STRIDE + R_FLAGS]
+      const home = table.homes[slot]
+      if (home !== undefined) clearLive(home, table.rec[slot * STRIDE + R_INDEX])
+      const old = (flags & F_DEL) === 0 && this._observers.has('change') ? this.readingOf(slot) : undefined
+      table.remove(slot)
       this.expiredCount++
-      if (slot.own) this.ownLive--
-      if (slot.del) this.tombstones--
-      else if (this._observers.has('change')) {
-        this.emit('change', [{ sensor: slot.key, old: readingOf(slot), new: undefined, reason: 'expire', local: true }])
-      }
+      if ((flags & F_OWN) !== 0) this.ownLive--
+      if ((flags & F_DEL) !== 0) this.tombstones--
+      else if (old !== undefined) this.emit('change', [{ sensor: key, old, new: undefined, reason: 'expire', local: true }])
     }
-    this.sweepIterator = it
   }
 
   stats (): RegionStats {

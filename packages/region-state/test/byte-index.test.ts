@@ -1,7 +1,7 @@
 /**
- * The view's byte index: remote readings find their slot from the chunk's bytes by sensorHash.
+ * Finding a view slot from a chunk's bytes: remote readings find their slot by sensorHash.
  * Ids whose hashes collide stay apart through merges, overwrites and expiry; ids that are not
- * printable ASCII (kept out of the index) merge the same way; the hash agrees with the bytes.
+ * printable ASCII (looked up by string) merge the same way; the hash agrees with the bytes.
  */
 import test from 'ava'
 import fc from 'fast-check'
