@@ -219,6 +219,9 @@ interface Inspected {
   maxT: string
 }
 
+/** Readings of a remote chunk whose view slots are looked up ahead of their merge (ViewTable.prefetch). */
+const MERGE_BATCH = 256
+
 /** Stands for a parent that is a nested type, which a region doc never has. */
 const NESTED = '\u0000nested'
 
@@ -337,6 +340,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private localUpdates: Uint8Array[] = []
   private readonly deferred = new Map<string, DeferredChunk>()
   private misplacedChunks = 0
+  /** What ViewTable.prefetch read, summed (kept so that the reads are not left out). */
+  private prefetched = 0
   /** The slot the retention sweep goes on from. */
   private sweepAt = 0
   private timer: ReturnType<typeof setInterval> | undefined
@@ -642,7 +647,14 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const w = table.writerNumber(c.writer)
     const own = c.writer === this.writer
     const horizon = this.retentionMs === Infinity ? -1 : this.now() - this.retentionMs
-    while (dec.next()) {
+    let batch = 0
+    while (true) {
+      if (batch === 0) {
+        batch = Math.min(dec.remaining, MERGE_BATCH)
+        if (batch > 1) this.prefetched += table.prefetch(dec, batch)
+      }
+      if (!dec.next()) break
+      batch--
       const hi = dec.tHi
       const lo = dec.tLo
       const lg = dec.tLg

@@ -71,6 +71,8 @@ export class ViewTable<H> {
   /** Slot numbers below this have been used; `keys[s]` is undefined for a free one. */
   top = 0
   private readonly free: number[] = []
+  /** Scratch for prefetch: the slot (plus one) in each reading's first bucket. */
+  private found = new Int32Array(256)
   private index: Int32Array
   private mask: number
   /** Writer ids by number, the numbers by id, and how many slots name each. */
@@ -113,6 +115,37 @@ export class ViewTable<H> {
       if (s1 === 0) return -1
       if (ix[2 * p] === h && dec.sensorIs(keys[s1 - 1] as string)) return s1 - 1
     }
+  }
+
+  /**
+   * Reads, for the decoder's next `n` readings, the index bucket of each id and then the record and
+   * id string of the slot found there, and leaves the decoder where it was. The merge that follows
+   * finds them in the cache. One at a time, each lookup waits for its cache misses in turn (a
+   * bucket, then a record, then a string); here the loads of different readings do not depend on
+   * each other, so the processor overlaps their misses. Returns a number made of what was read, so
+   * that the loads cannot be left out.
+   */
+  prefetch (dec: ChunkDecoder, n: number): number {
+    const pos = dec.pos
+    const remaining = dec.remaining
+    const found = this.found.length >= n ? this.found : (this.found = new Int32Array(n))
+    const ix = this.index
+    const mask = this.mask
+    let k = 0
+    for (; k < n && dec.next(); k++) {
+      const h = dec.sensorHash
+      found[k] = h < 0 ? 0 : ix[2 * (h & mask) + 1]
+    }
+    const rec = this.rec
+    const keys = this.keys
+    let x = 0
+    for (let i = 0; i < k; i++) {
+      const s1 = found[i]
+      if (s1 !== 0) x += rec[(s1 - 1) * STRIDE + R_HI] + (keys[s1 - 1] as string).length
+    }
+    dec.pos = pos
+    dec.remaining = remaining
+    return x
   }
 
   /**

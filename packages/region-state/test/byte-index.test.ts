@@ -6,7 +6,7 @@
 import test from 'ava'
 import fc from 'fast-check'
 import { sensorHash } from '../src/chunk.ts'
-import { fakeClock, recordLocalUpdates, region, T0 } from './helpers.ts'
+import { fakeClock, prng, recordLocalUpdates, region, T0, views, winners } from './helpers.ts'
 
 /** The first two ids of the form `s<i>` with the same sensorHash (found by search, so the test needs no constant). */
 function collidingIds (): [string, string] {
@@ -104,4 +104,32 @@ test('ids that are not printable ASCII merge from remote chunks beside ASCII one
   for (const u of updates) b.applyUpdate(u)
   t.deepEqual(ids.map(id => b.get(id)?.value), ids.map((_, i) => i * 10))
   t.deepEqual(b.list().sort(), [...ids].sort())
+})
+
+test('chunks longer than a merge batch (their slots looked up ahead, 256 at a time) merge to the writers\' own views', t => {
+  const clock = fakeClock()
+  const a = region(clock, { writer: 'gw-a' })
+  const c = region(clock, { writer: 'gw-c' })
+  const fromA = recordLocalUpdates(a)
+  const fromC = recordLocalUpdates(c)
+  const rnd = prng(11)
+  const id = (): string => `line-${Math.floor(rnd() * 3)}/sensor-${Math.floor(rnd() * 400)}`
+  // One-reading chunks, then chunks of 255 to 1000 readings, over the same 1200 sensors from two
+  // writers at the same physical time (timestamps tie on the wall; the logical counter and the
+  // writer id decide).
+  for (const n of [1, 1, 255, 256, 257, 513, 1000]) {
+    a.putMany(Array.from({ length: n }, (_, i) => ({ sensor: id(), value: i })))
+    c.putMany(Array.from({ length: n }, (_, i) => ({ sensor: id(), value: { i } })))
+  }
+  c.delete(id())
+  const updates = [...fromA, ...fromC]
+  t.is(updates.length, 15)
+  const b = region(clock, { readOnly: true })
+  for (const u of updates) b.applyUpdate(u)
+  for (const u of updates) { a.applyUpdate(u); c.applyUpdate(u) }
+  t.deepEqual(winners(b), winners(a))
+  t.deepEqual(winners(b), winners(c))
+  t.deepEqual(b.list(), a.list())
+  t.deepEqual(views(b, b.list()).map(v => [v?.value, v?.t, v?.writer]), views(a, a.list()).map(v => [v?.value, v?.t, v?.writer]))
+  t.true(b.size > 900)
 })
