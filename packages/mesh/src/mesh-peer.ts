@@ -17,6 +17,7 @@ import { openPersistence, type BoundRegion, type Persistence, type PersistenceIn
 import { meshNoiseCrypto } from './noise-crypto.ts'
 import { joiningWrites } from './coalesce.ts'
 import { quietLengthReads } from './noise-lengths.ts'
+import { installSignKeyCache } from './ed25519-sign.ts'
 import { installVerifyKeyCache } from './ed25519-verify.ts'
 import { createPubsub, scoreTopic, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
 import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
@@ -686,6 +687,7 @@ export class MeshPeer {
 /** Starts a mesh peer: identity, storage, libp2p, and replication of every region given. */
 export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
   installVerifyKeyCache()
+  installSignKeyCache()
   if (!Array.isArray(init.regions)) throw new InvalidOptionsError('regions must be an array of region names')
   if (init.regions.length === 0 && init.readOnly !== true) throw new InvalidOptionsError('a writable peer must hold at least one region')
   for (const r of init.regions) {
