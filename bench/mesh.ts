@@ -34,7 +34,7 @@
  * own process was several times slower at 10k readings/s (10 processes contending for 2 cores);
  * two worker threads match the two cores (bench/README.md).
  */
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
@@ -115,13 +115,38 @@ function machineCpu (): { busy: number, steal: number } {
 }
 
 /**
- * Over a section of the run: event-loop utilisation, this process's CPU (all threads, in cores),
- * and what the rest of the machine used meanwhile (`otherCores`: other processes, which make the
- * numbers noisy; `stealCores`: taken by the hypervisor).
+ * CPU seconds of this process's V8 helper threads (Linux names them `V8Worker`: concurrent and
+ * parallel garbage collection, background compilation), from /proc/self/task (clock ticks of 1/100 s).
  */
-function meter (): () => { elu: number, cpuCores: number, otherCores: number, stealCores: number } {
+function v8HelperCpu (): number {
+  let ticks = 0
+  try {
+    for (const tid of readdirSync('/proc/self/task')) {
+      try {
+        if (!readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').startsWith('V8')) continue
+        const f = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+        const fields = f.slice(f.lastIndexOf(')') + 2).split(' ')
+        ticks += Number(fields[11]) + Number(fields[12])
+      } catch {
+        // the thread ended meanwhile
+      }
+    }
+  } catch {
+    return NaN
+  }
+  return ticks / 100
+}
+
+/**
+ * Over a section of the run: event-loop utilisation, this process's CPU (all threads, in cores),
+ * the part of it used by V8's helper threads (`v8Cores`), and what the rest of the machine used
+ * meanwhile (`otherCores`: other processes, which make the numbers noisy; `stealCores`: taken by
+ * the hypervisor).
+ */
+function meter (): () => { elu: number, cpuCores: number, v8Cores: number, otherCores: number, stealCores: number } {
   const elu0 = performance.eventLoopUtilization()
   const cpu0 = process.cpuUsage()
+  const v80 = v8HelperCpu()
   const m0 = machineCpu()
   const t0 = performance.now()
   return () => {
@@ -133,6 +158,7 @@ function meter (): () => { elu: number, cpuCores: number, otherCores: number, st
     return {
       elu: round(elu.utilization, 2),
       cpuCores: round(own / wall, 2),
+      v8Cores: round((v8HelperCpu() - v80) / wall, 2),
       otherCores: round(Math.max(0, (m1.busy - m0.busy - own) / wall), 2),
       stealCores: round((m1.steal - m0.steal) / wall, 2)
     }
@@ -463,9 +489,11 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       rawMsgsIn: rawReports.reduce((n, r) => n + r.msgsIn, 0),
       elu: meshElu,
       cpuCores: meshUse.cpuCores,
+      v8Cores: meshUse.v8Cores,
       otherCores: meshUse.otherCores,
       rawElu,
       rawCpuCores: rawUse.cpuCores,
+      rawV8Cores: rawUse.v8Cores,
       rawOtherCores: rawUse.otherCores,
       gcMs: Math.round(meshGc.reduce((n, g) => n + g[1], 0)),
       rawGcMs: Math.round(rawGc.reduce((n, g) => n + g[1], 0)),
