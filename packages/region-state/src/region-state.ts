@@ -1,5 +1,6 @@
 import * as Y from 'yjs'
 import { ObservableV2 } from 'lib0/observable'
+import * as decoding from 'lib0/decoding'
 import {
   ClosedError, EdgeMeshError, InvalidOptionsError, InvalidUpdateError, InvalidValueError, ReadOnlyError, ValueTooLargeError
 } from '@edge-mesh/errors'
@@ -234,6 +235,18 @@ function rootKeyOf (type: unknown): string | undefined {
     return Y.findRootTypeKey(t)
   } catch {
     return undefined
+  }
+}
+
+/**
+ * Yjs's V1 update decoder, but reading binary contents (the chunks) as views into the update
+ * rather than copies, for `inspect`: its chunks are merged before the apply returns, and a chunk
+ * kept for later (deferred) is copied then. Yjs copies each chunk again when it integrates the
+ * update; this saves the first of the two copies of every received chunk.
+ */
+class ViewingUpdateDecoderV1 extends Y.UpdateDecoderV1 {
+  override readBuf (): Uint8Array {
+    return decoding.readVarUint8Array(this.restDecoder)
   }
 }
 
@@ -771,7 +784,8 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       // log cannot be told yet (a record lost before it) still shows its readings.
       for (const d of deferred) this.mergeChunk(d.chunk)
     } else {
-      for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, d)
+      // Kept past this apply: its own bytes, not a view into the update.
+      for (const d of deferred) this.deferred.set(`${d.client}:${d.clock}`, { ...d, chunk: { ...d.chunk, bytes: d.chunk.bytes.slice() } })
     }
     if (this.deferred.size > 0) this.settleDeferred()
     const pending = store.pendingStructs !== null
@@ -811,7 +825,7 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
   private inspect (update: Uint8Array, collect: boolean, v2: boolean = false): Inspected {
     let decoded: DecodedUpdate
     try {
-      decoded = (v2 ? Y.decodeUpdateV2(update) : Y.decodeUpdate(update)) as DecodedUpdate
+      decoded = (v2 ? Y.decodeUpdateV2(update) : Y.decodeUpdateV2(update, ViewingUpdateDecoderV1)) as DecodedUpdate
     } catch (err) {
       throw new InvalidUpdateError('update is not a decodable Yjs update', { region: this.region }, { cause: err })
     }
