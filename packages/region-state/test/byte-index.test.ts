@@ -6,20 +6,7 @@
 import test from 'ava'
 import fc from 'fast-check'
 import { sensorHash } from '../src/chunk.ts'
-import { fakeClock, prng, recordLocalUpdates, region, T0, views, winners } from './helpers.ts'
-
-/** The first two ids of the form `s<i>` with the same sensorHash (found by search, so the test needs no constant). */
-function collidingIds (): [string, string] {
-  const seen = new Map<number, string>()
-  for (let i = 0; i < 1_000_000; i++) {
-    const id = `s${i}`
-    const h = sensorHash(id)
-    const other = seen.get(h)
-    if (other !== undefined) return [other, id]
-    seen.set(h, id)
-  }
-  throw new Error('no colliding pair among a million ids')
-}
+import { collidingIds, fakeClock, prng, recordLocalUpdates, region, T0, views, winners } from './helpers.ts'
 
 test('sensorHash: a small integer for printable ASCII ids of 1 to 256 characters, -1 for any other id', t => {
   t.true(Number.isInteger(sensorHash('line-1/sensor-7')) && sensorHash('line-1/sensor-7') >= 0)
@@ -36,7 +23,7 @@ test('sensorHash: a small integer for printable ASCII ids of 1 to 256 characters
 })
 
 test('two ids with the same hash keep their own readings on a replica, through overwrites and from either order', t => {
-  const [x, y] = collidingIds()
+  const [x, y] = collidingIds(sensorHash, 's')
   t.is(sensorHash(x), sensorHash(y))
   const a = region(fakeClock(), { writer: 'gw-a' })
   const updates = recordLocalUpdates(a)
@@ -58,7 +45,7 @@ test('two ids with the same hash keep their own readings on a replica, through o
 })
 
 test('after one of two colliding ids expires and is swept, the other is still found and updated by remote readings', t => {
-  const [x, y] = collidingIds()
+  const [x, y] = collidingIds(sensorHash, 's')
   const RETENTION = 10_000
   for (const headExpires of [true, false]) {
     const clock = fakeClock()

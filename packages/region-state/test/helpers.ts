@@ -186,3 +186,19 @@ export function shuffleWithDuplicates<T> (items: readonly T[], seed: number, dup
   }
   return out
 }
+
+/**
+ * The first two ids `<prefix><i>` to which `hash` gives the same value, found by search (so that
+ * tests of hash collisions need no constant that a change of hash would silently break).
+ */
+export function collidingIds (hash: (id: string) => number, prefix: string): [string, string] {
+  const seen = new Map<number, string>()
+  for (let i = 0; i < 1_000_000; i++) {
+    const id = `${prefix}${i}`
+    const h = hash(id)
+    const other = seen.get(h)
+    if (other !== undefined) return [other, id]
+    seen.set(h, id)
+  }
+  throw new Error('no colliding pair among a million ids')
+}

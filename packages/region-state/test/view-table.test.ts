@@ -7,21 +7,9 @@ import test from 'ava'
 import fc from 'fast-check'
 import { ChunkDecoder, ChunkEncoder, KIND_NUMBER, sensorHash, writeReading } from '../src/chunk.ts'
 import { F_NUM, R_FLAGS, R_HI, STRIDE, ViewTable, keyHash } from '../src/view-table.ts'
+import { collidingIds } from './helpers.ts'
 
-/** The first two ids of the form `k<i>` with the same hash. */
-function collidingIds (): [string, string] {
-  const seen = new Map<number, string>()
-  for (let i = 0; i < 1_000_000; i++) {
-    const id = `k${i}`
-    const h = keyHash(id)
-    const other = seen.get(h)
-    if (other !== undefined) return [other, id]
-    seen.set(h, id)
-  }
-  throw new Error('no colliding pair among a million ids')
-}
-
-const [COLLIDE_A, COLLIDE_B] = collidingIds()
+const [COLLIDE_A, COLLIDE_B] = collidingIds(keyHash, 'k')
 
 /** Sensor ids for the model test: a few hundred, two with equal hashes, some not printable ASCII. */
 const keyArb = fc.oneof(
