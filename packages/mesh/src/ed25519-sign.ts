@@ -15,6 +15,7 @@
 import { createPrivateKey, sign as cryptoSign, type KeyObject } from 'node:crypto'
 import { privateKeyFromRaw } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
+import { replaceMethodOnce } from './replace-method.ts'
 
 const PRIVATE_KEY_BYTES = 64
 const SEED_BYTES = 32
@@ -33,23 +34,17 @@ function signKeyFor (key: object, raw: Uint8Array): KeyObject {
 }
 
 type Sign = PrivateKey['sign']
-let installed: { original: Sign } | undefined
 
 /**
  * Makes every Ed25519 private key of `@libp2p/crypto` in this process sign with a kept key
  * object. Idempotent; returns whether the cache is in place.
  */
 export function installSignKeyCache (): boolean {
-  if (installed !== undefined) return true
-  const proto = Object.getPrototypeOf(privateKeyFromRaw(new Uint8Array(PRIVATE_KEY_BYTES))) as { sign?: Sign }
-  const original = proto.sign
-  if (typeof original !== 'function') return false
-  installed = { original }
-  proto.sign = function (this: PrivateKey & { raw?: unknown }, message, options) {
-    const raw = this.raw
-    if (!(raw instanceof Uint8Array) || raw.byteLength !== PRIVATE_KEY_BYTES) return original.call(this, message, options)
-    options?.signal?.throwIfAborted()
-    return cryptoSign(null, message instanceof Uint8Array ? message : message.subarray(), signKeyFor(this, raw))
-  } as Sign
-  return true
+  return replaceMethodOnce<Sign>(Object.getPrototypeOf(privateKeyFromRaw(new Uint8Array(PRIVATE_KEY_BYTES))) as object, 'sign', original =>
+    function (this: PrivateKey & { raw?: unknown }, message, options) {
+      const raw = this.raw
+      if (!(raw instanceof Uint8Array) || raw.byteLength !== PRIVATE_KEY_BYTES) return original.call(this, message, options)
+      options?.signal?.throwIfAborted()
+      return cryptoSign(null, message instanceof Uint8Array ? message : message.subarray(), signKeyFor(this, raw))
+    } as Sign)
 }

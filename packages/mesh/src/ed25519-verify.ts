@@ -14,6 +14,7 @@
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto'
 import { publicKeyFromRaw } from '@libp2p/crypto/keys'
 import type { PublicKey } from '@libp2p/interface'
+import { replaceMethodOnce } from './replace-method.ts'
 
 /** DER prefix of an Ed25519 SubjectPublicKeyInfo; the 32 raw key bytes follow. */
 const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
@@ -40,25 +41,19 @@ export function verifyKeyFor (raw: Uint8Array): KeyObject {
 export const verifyKeysCached = (): number => keys.size
 
 type Verify = PublicKey['verify']
-let installed: { original: Verify } | undefined
 
 /**
  * Makes every Ed25519 public key of `@libp2p/crypto` in this process verify with a kept key
  * object. Idempotent; returns whether the cache is in place.
  */
 export function installVerifyKeyCache (): boolean {
-  if (installed !== undefined) return true
-  const proto = Object.getPrototypeOf(publicKeyFromRaw(new Uint8Array(KEY_BYTES))) as { verify?: Verify }
-  const original = proto.verify
-  if (typeof original !== 'function') return false
-  installed = { original }
-  proto.verify = function (this: PublicKey & { raw?: unknown }, data, sig, options) {
-    const raw = this.raw
-    if (!(raw instanceof Uint8Array) || raw.byteLength !== KEY_BYTES || !(sig instanceof Uint8Array) || sig.byteLength !== SIGNATURE_BYTES) {
-      return original.call(this, data, sig, options)
-    }
-    options?.signal?.throwIfAborted()
-    return cryptoVerify(null, data instanceof Uint8Array ? data : data.subarray(), verifyKeyFor(raw), sig)
-  } as Verify
-  return true
+  return replaceMethodOnce<Verify>(Object.getPrototypeOf(publicKeyFromRaw(new Uint8Array(KEY_BYTES))) as object, 'verify', original =>
+    function (this: PublicKey & { raw?: unknown }, data, sig, options) {
+      const raw = this.raw
+      if (!(raw instanceof Uint8Array) || raw.byteLength !== KEY_BYTES || !(sig instanceof Uint8Array) || sig.byteLength !== SIGNATURE_BYTES) {
+        return original.call(this, data, sig, options)
+      }
+      options?.signal?.throwIfAborted()
+      return cryptoVerify(null, data instanceof Uint8Array ? data : data.subarray(), verifyKeyFor(raw), sig)
+    } as Verify)
 }
