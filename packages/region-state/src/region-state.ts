@@ -642,13 +642,14 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     const lg = hexInt(t, 12, 16)
     const table = this.table
     const slot = table.find(r.sensor)
-    const w = table.writerNumber(r.writer)
-    if (slot >= 0 && !beats(table.rec, slot * STRIDE, hi, lo, lg, w, table.writers)) {
+    const w = table.holdWriter(r.writer)
+    try {
+      if (slot >= 0 && !beats(table.rec, slot * STRIDE, hi, lo, lg, w, table.writers)) return false
+      this.install(slot, r.sensor, hi, lo, lg, w, r.writer === this.writer, r.deleted, r.value, r, local, home, index)
+      return true
+    } finally {
       table.releaseWriter(w)
-      return false
     }
-    this.install(slot, r.sensor, hi, lo, lg, w, r.writer === this.writer, r.deleted, r.value, r, local, home, index)
-    return true
   }
 
   /** Merges the readings of a checked remote chunk, straight from its bytes. */
@@ -657,8 +658,17 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
     dec.pos = c.body
     dec.remaining = c.count
     const table = this.table
-    const w = table.writerNumber(c.writer)
-    const own = c.writer === this.writer
+    const w = table.holdWriter(c.writer)
+    try {
+      this.mergeReadings(dec, w, c.writer === this.writer)
+    } finally {
+      table.releaseWriter(w)
+    }
+  }
+
+  /** The merge loop of mergeChunk, with the chunk's writer held as number `w`. */
+  private mergeReadings (dec: ChunkDecoder, w: number, own: boolean): void {
+    const table = this.table
     const horizon = this.retentionMs === Infinity ? -1 : this.now() - this.retentionMs
     let batch = 0
     while (true) {
@@ -676,7 +686,6 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
       if (slot >= 0 && !beats(table.rec, slot * STRIDE, hi, lo, lg, w, table.writers)) continue
       this.install(slot, slot < 0 ? dec.sensor : '', hi, lo, lg, w, own, dec.kind === KIND_TOMBSTONE, dec.value(), undefined, false, undefined, 0)
     }
-    table.releaseWriter(w)
   }
 
   /**

@@ -16,8 +16,8 @@
  *   hash, slot + 1; 0 is empty), at most 70 % full, with backward-shift deletion (no tombstones).
  *
  * A lookup reads one bucket line, one record and the key string; a sensor costs about 100 bytes.
- * Writer ids are kept once each with a count of the slots that name them, and are forgotten when
- * none does (a writer id comes from remote chunks: it must not accumulate).
+ * Writer ids are kept once each with a count of the slots that name them (and of open holds), and
+ * are forgotten when none does (a writer id comes from remote chunks: it must not accumulate).
  *
  * Keys are hashed with {@link keyHash}: for printable-ASCII ids, whose UTF-8 bytes are their
  * character codes, it equals `sensorHash`, so that a reading is found from a chunk's bytes
@@ -220,10 +220,11 @@ export class ViewTable<H> {
   // ---------------------------------------------------------------- writers
 
   /**
-   * The number of a writer id, kept while a slot names it. A number taken for a merge must be
-   * given back with {@link releaseWriter} if no slot came to name it.
+   * The number of a writer id, held until {@link releaseWriter}: a merge holds its writer while it
+   * installs readings, so that the number stays that writer's even if a 'change' listener meanwhile
+   * overwrites every slot that named it. A number is kept while a slot names it or a hold is open.
    */
-  writerNumber (writer: string): number {
+  holdWriter (writer: string): number {
     let w = this.writerNumbers.get(writer)
     if (w === undefined) {
       w = this.freeWriters.pop() ?? this.writers.length
@@ -236,16 +237,13 @@ export class ViewTable<H> {
       this.writerRefs[w] = 0
       this.writerNumbers.set(writer, w)
     }
+    this.writerRefs[w]++
     return w
   }
 
-  /** Forgets a writer number that no slot names. */
+  /** Ends a hold taken with {@link holdWriter}. */
   releaseWriter (w: number): void {
-    if (this.writerRefs[w] === 0 && this.writers[w] !== undefined) {
-      this.writerNumbers.delete(this.writers[w] as string)
-      this.writers[w] = undefined
-      this.freeWriters.push(w)
-    }
+    this.unrefWriter(w)
   }
 
   /** Makes slot `s` name writer `w` instead of `old` (-1 for a new slot). */
@@ -257,7 +255,11 @@ export class ViewTable<H> {
   }
 
   private unrefWriter (w: number): void {
-    if (--this.writerRefs[w] === 0) this.releaseWriter(w)
+    if (--this.writerRefs[w] === 0) {
+      this.writerNumbers.delete(this.writers[w] as string)
+      this.writers[w] = undefined
+      this.freeWriters.push(w)
+    }
   }
 
   /** Writer ids currently kept (for tests). */

@@ -139,3 +139,17 @@ test('a chunk deferred behind a gap keeps its own bytes: the update it came in m
   t.is(b.get('z')?.value, 'three')
   t.deepEqual(winners(b), winners(a))
 })
+
+test('a change listener that overwrites, during a remote merge, the only sensor of the chunk\'s writer leaves the rest of the chunk named right', t => {
+  const clock = fakeClock()
+  const a = region(clock, { writer: 'gw-a' })
+  const updates = recordLocalUpdates(a)
+  a.putMany([{ sensor: 'x', value: 1 }, { sensor: 'y', value: 2 }, { sensor: 'z', value: 3 }])
+  const b = region(clock, { writer: 'gw-b' })
+  b.on('change', c => { if (!c.local && c.sensor === 'x') b.put('x', 'overwritten') })
+  b.applyUpdate(updates[0])
+  t.is(b.winner('x')?.writer, 'gw-b')
+  t.is(b.winner('y')?.writer, 'gw-a')
+  t.is(b.winner('z')?.writer, 'gw-a')
+  t.is(b.get('z')?.value, 3)
+})

@@ -107,35 +107,41 @@ test('a value is kept as a number or as a reference, and the reference is droppe
   t.is(table.value(s), null)
 })
 
-test('writer ids are kept while a slot names them and forgotten when none does', t => {
+test('writer ids are kept while a slot names them or a hold is open, and forgotten when neither is', t => {
   const table = new ViewTable<never>()
   const x = table.add('x')
   const y = table.add('y')
-  const a = table.writerNumber('gw-a')
-  const b = table.writerNumber('gw-b')
+  const a = table.holdWriter('gw-a')
+  const b = table.holdWriter('gw-b')
   table.setWriter(x, -1, a)
   table.setWriter(y, -1, a)
+  table.releaseWriter(a)
   t.is(table.writerCount, 2, 'gw-b is held until released')
   table.releaseWriter(b)
   t.is(table.writerCount, 1)
-  t.is(table.writers[table.writerNumber('gw-a')], 'gw-a')
-  const c = table.writerNumber('gw-c')
+  t.is(table.writers[a], 'gw-a')
+  const c = table.holdWriter('gw-c')
   table.setWriter(x, a, c)
-  t.is(table.writerCount, 2)
   table.setWriter(y, a, c)
   t.is(table.writerCount, 1, 'gw-a is forgotten once no slot names it')
   t.is(table.writers[a], undefined)
+  // A hold keeps a number that no slot names any more: it is not handed to another writer.
   table.remove(x)
   table.remove(y)
-  t.is(table.writerCount, 0)
+  t.is(table.writers[c], 'gw-c', 'still held')
+  t.not(table.holdWriter('gw-d'), c)
+  table.releaseWriter(c)
+  t.is(table.writers[c], undefined)
+  t.is(table.writerCount, 1, 'gw-d, still held')
   // A hundred writers that each win a key and then lose it to the next leave one id behind.
   const k = table.add('k')
   let prev = -1
   for (let i = 0; i < 100; i++) {
-    const w = table.writerNumber(`gw-${i}`)
+    const w = table.holdWriter(`gw-${i}`)
     table.setWriter(k, prev, w)
+    table.releaseWriter(w)
     prev = w
   }
-  t.is(table.writerCount, 1)
+  t.is(table.writerCount, 2)
   t.is(table.writers[prev], 'gw-99')
 })
