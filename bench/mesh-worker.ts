@@ -91,7 +91,12 @@ class Grow {
     this.b[this.n++] = y
   }
 
-  take (): [Float64Array, Float64Array] { return [this.a.slice(0, this.n), this.b.slice(0, this.n)] }
+  /** The samples so far; empties this. */
+  take (): [Float64Array, Float64Array] {
+    const out: [Float64Array, Float64Array] = [this.a.slice(0, this.n), this.b.slice(0, this.n)]
+    this.n = 0
+    return out
+  }
 }
 
 const meshPeersOf = (p: MeshPeer, topic: string): string[] =>

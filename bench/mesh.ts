@@ -7,7 +7,9 @@
  *                     offered rate (putMany per timer tick); latency is put → visible (the frame
  *                     applied) at each of the 9 others. The raw baseline: 10 more peers, same
  *                     settings, topology and threads, replaying the mesh run's frames (same
- *                     sizes, same times) as plain bytes on another topic, publish → receive.
+ *                     sizes, same times) as plain bytes on another topic, publish → receive;
+ *                     then the raw run once more (`rawRepeat*`): how far two runs of the same
+ *                     work differ, the noise against which to read the mesh/raw ratio.
  *   mesh-heal         two groups of 2 peers, partitioned (banned both ways); each group's writer
  *                     makes 100k writes over 10k shared sensors; once each group has converged,
  *                     heal (allow + dial) and time until all four views are identical, with the
@@ -456,6 +458,20 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     progress(`raw: ${w.frames.length} frames, ${rawSeen}/${rawExpected} deliveries, p50 ${rawL.p50} ms p99 ${rawL.p99} ms; max ELU ${rawElu}, other processes ${rawUse.otherCores} cores`)
     if (Math.max(meshUse.otherCores, rawUse.otherCores) > 0.25) progress('warning: other processes used the CPU during this run; its latencies are noisy')
 
+    // The raw run once more, the same frames: how far two runs of the same work differ here (the
+    // measurement's own noise, against which to read p99Ms / rawP99Ms).
+    await sleep(WARMUP_SETTLE_MS)
+    await all('resetSeen', { kind: 'raw' })
+    await all('record', { on: true })
+    await hostOf(pub).call('replay', { writer: pub, frames: w.frames.map(f => ({ t: f.at - w.start, size: f.size })) })
+    await drain('the repeated raw deliveries', async () => sum('raw'), rawExpected)
+    const repeatElu = await maxElu()
+    await all('record', { on: false })
+    const repeatLat = new Samples()
+    for (const c of await all<{ reports: ReceiverReport[] }>('collect', { kind: 'raw' })) for (const r of c.reports) repeatLat.addAll(r.lat, r.weight)
+    const repeat = repeatLat.summary()
+    progress(`raw, repeated: p50 ${repeat.p50} ms p99 ${repeat.p99} ms; max ELU ${repeatElu}`)
+
     const frameBytes = w.frames.reduce((n, f) => n + f.size, 0)
     const fl = flushStage.summary()
     const net = netStage.summary()
@@ -475,6 +491,9 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       rawP50Ms: rawL.p50,
       rawP99Ms: rawL.p99,
       rawMaxMs: rawL.max,
+      rawRepeatP50Ms: repeat.p50,
+      rawRepeatP99Ms: repeat.p99,
+      rawRepeatElu: repeatElu,
       ...(rawWorkUs > 0 ? { rawWorkUs } : {}),
       frames: w.frames.length,
       delivered: round(seen / expected, 4),
