@@ -435,42 +435,36 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       await hostOf(pub).call('replay', { writer: pub, frames: warmFrames })
       await sleep(WARMUP_SETTLE_MS)
     }
-    await all('resetSeen', { kind: 'raw' })
-    const rw0 = await wchar()
-    const rm = meter()
-    await all('record', { on: true })
-    await hostOf(pub).call('replay', { writer: pub, frames: w.frames.map(f => ({ t: f.at - w.start, size: f.size })) })
     const rawExpected = w.frames.length * (PEERS - 1)
-    const rawSeen = await drain('the raw deliveries', async () => sum('raw'), rawExpected)
-    const rawElu = await maxElu()
-    await all('record', { on: false })
-    const rawUse = rm()
-    const rawWire = (await wchar()) - rw0
-    const rawCollected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'raw' })
-    const rawReports = rawCollected.flatMap(r => r.reports)
-    const rawGc = rawCollected.flatMap(r => r.gc)
-    // Weighted by the readings each frame carried, so that the quantiles compare with the mesh's.
-    const rawLat = new Samples()
-    const rawFrameLat = new Samples()
-    for (const r of rawReports) { rawLat.addAll(r.lat, r.weight); rawFrameLat.addAll(r.batchLat) }
-    const rawL = rawLat.summary()
-    const rawF = rawFrameLat.summary()
-    progress(`raw: ${w.frames.length} frames, ${rawSeen}/${rawExpected} deliveries, p50 ${rawL.p50} ms p99 ${rawL.p99} ms; max ELU ${rawElu}, other processes ${rawUse.otherCores} cores`)
+    /** One raw run: the mesh run's frames replayed, publish → receive at every other raw peer. */
+    const rawRun = async (what: string) => {
+      await all('resetSeen', { kind: 'raw' })
+      const wire0 = await wchar()
+      const use = meter()
+      await all('record', { on: true })
+      await hostOf(pub).call('replay', { writer: pub, frames: w.frames.map(f => ({ t: f.at - w.start, size: f.size })) })
+      const seen = await drain(`the ${what} deliveries`, async () => sum('raw'), rawExpected)
+      const elu = await maxElu()
+      await all('record', { on: false })
+      const cpu = use()
+      const wire = (await wchar()) - wire0
+      const collected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'raw' })
+      const reports = collected.flatMap(r => r.reports)
+      // Weighted by the readings each frame carried, so that the quantiles compare with the mesh's.
+      const lat = new Samples()
+      const frameLat = new Samples()
+      for (const r of reports) { lat.addAll(r.lat, r.weight); frameLat.addAll(r.batchLat) }
+      const l = lat.summary()
+      progress(`${what}: ${w.frames.length} frames, ${seen}/${rawExpected} deliveries, p50 ${l.p50} ms p99 ${l.p99} ms; max ELU ${elu}, other processes ${cpu.otherCores} cores`)
+      return { seen, elu, use: cpu, wire, reports, gc: collected.flatMap(r => r.gc), lat: l, frameLat: frameLat.summary() }
+    }
+    const { seen: rawSeen, elu: rawElu, use: rawUse, wire: rawWire, reports: rawReports, gc: rawGc, lat: rawL, frameLat: rawF } = await rawRun('raw')
     if (Math.max(meshUse.otherCores, rawUse.otherCores) > 0.25) progress('warning: other processes used the CPU during this run; its latencies are noisy')
 
     // The raw run once more, the same frames: how far two runs of the same work differ here (the
     // measurement's own noise, against which to read p99Ms / rawP99Ms).
     await sleep(WARMUP_SETTLE_MS)
-    await all('resetSeen', { kind: 'raw' })
-    await all('record', { on: true })
-    await hostOf(pub).call('replay', { writer: pub, frames: w.frames.map(f => ({ t: f.at - w.start, size: f.size })) })
-    await drain('the repeated raw deliveries', async () => sum('raw'), rawExpected)
-    const repeatElu = await maxElu()
-    await all('record', { on: false })
-    const repeatLat = new Samples()
-    for (const c of await all<{ reports: ReceiverReport[] }>('collect', { kind: 'raw' })) for (const r of c.reports) repeatLat.addAll(r.lat, r.weight)
-    const repeat = repeatLat.summary()
-    progress(`raw, repeated: p50 ${repeat.p50} ms p99 ${repeat.p99} ms; max ELU ${repeatElu}`)
+    const repeated = await rawRun('raw, repeated')
 
     const frameBytes = w.frames.reduce((n, f) => n + f.size, 0)
     const fl = flushStage.summary()
@@ -491,9 +485,9 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       rawP50Ms: rawL.p50,
       rawP99Ms: rawL.p99,
       rawMaxMs: rawL.max,
-      rawRepeatP50Ms: repeat.p50,
-      rawRepeatP99Ms: repeat.p99,
-      rawRepeatElu: repeatElu,
+      rawRepeatP50Ms: repeated.lat.p50,
+      rawRepeatP99Ms: repeated.lat.p99,
+      rawRepeatElu: repeated.elu,
       ...(rawWorkUs > 0 ? { rawWorkUs } : {}),
       frames: w.frames.length,
       delivered: round(seen / expected, 4),
