@@ -131,9 +131,9 @@ async function startProc (name: string, args: string[], env: Record<string, stri
       child.kill('SIGKILL')
       reject(new Error(`${name} did not start within 60 s:\n${stderrTail.join('\n')}`))
     }, 60_000)
-    child.once('exit', code => {
+    child.once('exit', (code, signal) => {
       clearTimeout(timer)
-      reject(new Error(`${name} exited with ${code} before it was ready:\n${stderrTail.join('\n')}`))
+      reject(new Error(`${name} exited ${signal !== null ? `on ${signal}` : `with status ${code}`} before it was ready:\n${stderrTail.join('\n')}`))
     })
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', line => {
       let ev: { event?: string, http?: string, peerId?: string, addrs?: string[] }
@@ -300,7 +300,7 @@ export async function runDemoCommand (argv: string[]): Promise<void> {
     for (let i = 0; i < o.regions && !stopping; i++) {
       const name = `plant-${i + 1}`
       const gateways: Proc[] = []
-      for (let g = 0; g < 2; g++) {
+      for (let g = 0; g < 2 && !stopping; g++) {
         const bootstrap = [...(regions[0]?.gateways[0]?.addrs.slice(0, 1) ?? []), ...gateways.flatMap(x => x.addrs.slice(0, 1))]
         const args = ['gateway', '--region', name, '--data', join(dataDir, `${name}-gw${g + 1}`), '--http', '127.0.0.1:0',
           '--listen', '/ip4/127.0.0.1/tcp/0', ...bootstrap.flatMap(b => ['--bootstrap', b])]
@@ -427,8 +427,13 @@ export async function runDemoCommand (argv: string[]): Promise<void> {
     for (const t of timers) clearTimeout(t)
     await Promise.allSettled(inflight)
   } catch (err) {
-    process.stderr.write(`edge-mesh demo failed: ${(err as Error).message}\n`)
-    process.exitCode = 1
+    if (stopping) {
+      // Ctrl-C reaches the whole process group: a process still starting exits on it, as asked.
+      say('stopped during start-up')
+    } else {
+      process.stderr.write(`edge-mesh demo failed: ${(err as Error).message}\n`)
+      process.exitCode = 1
+    }
   } finally {
     await Promise.all(procs.map(stopProc))
     if (temp) await rm(dataDir, { recursive: true, force: true })
