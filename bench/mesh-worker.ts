@@ -171,7 +171,9 @@ type Args = Record<string, unknown>
 const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
   async start (a) {
     const kind = a.kind as Kind
-    const p = await createMeshPeer({ regions: [REGION], bootstrap: a.bootstrap as string[] })
+    // Anti-entropy off only for the --mesh-no-apply diagnostic: there the views fall behind, and a
+    // periodic round would carry the whole run's readings at once.
+    const p = await createMeshPeer({ regions: [REGION], bootstrap: a.bootstrap as string[], ...(a.noAntiEntropy === true ? { syncIntervalMs: 0 } : {}) })
     if (kind === 'raw') p.node.services.pubsub.subscribe(RAW_TOPIC)
     peers.set(key(kind, a.index as number), p)
     return { addr: p.addrs()[0] }
@@ -219,7 +221,8 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
         // is in the view (visible to get(), 'change' listeners already called).
         validators.set(TOPIC, (from, msg) => {
           const t0 = hr()
-          const result = orig(from, msg)
+          // --mesh-no-apply: accept unapplied (a diagnostic; the views fall behind).
+          const result = a.noApply === true ? ACCEPT : orig(from, msg)
           const t1 = hr()
           if (recording) {
             rec.applyMs += t1 - t0

@@ -30,6 +30,11 @@
  *                                               one line, the raw peers spinning 1 µs per reading of
  *                                               each frame (a synthetic apply): how much per-reading
  *                                               work the transport leaves room for
+ *   node bench/mesh.ts --child mesh-propagation --rate 10000 --mesh-no-apply
+ *                                               one line, the mesh peers' validators accepting each frame
+ *                                               without applying it, and no periodic anti-entropy: the
+ *                                               mesh's latency with a free apply (the writer's work,
+ *                                               the flush and the transport); `viewsEqual` is false
  *   npm run bench:mesh -- --only mesh-heal --heal-sensors 30000 --heal-writes 300000 --heal-sync-ms 10000
  *                                               a heal whose deltas are over the 1 MiB frame limit
  *
@@ -310,7 +315,7 @@ class PeerHost {
   async terminate (): Promise<void> { await this.worker.terminate() }
 }
 
-async function propagation (rate: number, seconds: number, threads: number, rawWorkUs: number = 0, warmupSeconds: number = WARMUP_SECONDS): Promise<Record<string, unknown>> {
+async function propagation (rate: number, seconds: number, threads: number, rawWorkUs: number = 0, warmupSeconds: number = WARMUP_SECONDS, meshNoApply: boolean = false): Promise<Record<string, unknown>> {
   const rnd = prng(7)
   const topo = randomMesh(PEERS, rnd)
   const adj = neighbours(topo)
@@ -336,7 +341,7 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     for (const kind of ['mesh', 'raw'] as const) {
       const addrs: string[] = []
       for (let i = 0; i < PEERS; i++) {
-        addrs.push((await hostOf(i).call<{ addr: string }>('start', { kind, index: i, bootstrap: topo[i].map(j => addrs[j]) })).addr)
+        addrs.push((await hostOf(i).call<{ addr: string }>('start', { kind, index: i, bootstrap: topo[i].map(j => addrs[j]), noAntiEntropy: kind === 'mesh' && meshNoApply })).addr)
       }
     }
     const formStart = performance.now()
@@ -358,7 +363,7 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
         await sleep(20)
       }
     }
-    await all('arm', { kind: 'mesh', writer: pub })
+    await all('arm', { kind: 'mesh', writer: pub, noApply: meshNoApply })
     // Unmeasured load first (see WARMUP_SECONDS); its frames are replayed the same way before the raw run.
     let warmFrames: Array<{ t: number, size: number }> = []
     if (warmupSeconds > 0) {
@@ -489,6 +494,7 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       rawRepeatP99Ms: repeated.lat.p99,
       rawRepeatElu: repeated.elu,
       ...(rawWorkUs > 0 ? { rawWorkUs } : {}),
+      ...(meshNoApply ? { meshNoApply } : {}),
       frames: w.frames.length,
       delivered: round(seen / expected, 4),
       viewsEqual,
@@ -722,7 +728,7 @@ async function child (args: string[]): Promise<void> {
   const bench = args[1]
   const arg = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
   const line = bench === 'mesh-propagation'
-    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2), arg('--raw-work-us', 0), arg('--warmup', WARMUP_SECONDS))
+    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2), arg('--raw-work-us', 0), arg('--warmup', WARMUP_SECONDS), args.includes('--mesh-no-apply'))
     : await heal({ links: arg('--links', 1), sensors: arg('--sensors', SENSORS), writes: arg('--writes', HEAL_WRITES), syncIntervalMs: arg('--sync-ms', HEAL_SYNC_MS) })
   run.print(line)
   // libp2p leaves sockets and timers behind for a moment after stop(): do not wait for them.
