@@ -4,7 +4,7 @@
  */
 import { ClockDriftError, InvalidOptionsError, InvalidTimestampError } from '@edge-mesh/errors'
 import {
-  MAX_LOGICAL, MAX_WALL, ZERO_TIMESTAMP, assertTimestamp, isTimestamp, logicalHex, wallHex, wallOf
+  MAX_LOGICAL, MAX_WALL, ZERO_TIMESTAMP, assertTimestamp, isTimestamp, wallHex, wallOf
 } from './timestamp.ts'
 
 export interface HlcInit {
@@ -31,6 +31,8 @@ export interface Hlc {
 }
 
 const DEFAULT_MAX_DRIFT_MS = 60_000
+/** Character codes of the lowercase hex digits. */
+const HEX_CODES: readonly number[] = Array.from('0123456789abcdef', c => c.charCodeAt(0))
 
 /**
  * Creates a clock. Its methods do not use `this`, so they may be passed around detached.
@@ -59,8 +61,17 @@ export function createHlc (init: HlcInit = {}): Hlc {
   // State as numbers, plus the encoded string and the wall's hex (reused while wall stays the same).
   let lastWall = wallOf(initial)
   let lastLogical = parseInt(initial.slice(12), 16)
-  let lastWallHex = initial.slice(0, 12)
   let lastString = initial
+  // The wall's 12 hex digits as character codes, set when the wall changes: a timestamp is then
+  // made in one String.fromCharCode, without the temporaries of toString and padStart.
+  let w0 = 0; let w1 = 0; let w2 = 0; let w3 = 0; let w4 = 0; let w5 = 0
+  let w6 = 0; let w7 = 0; let w8 = 0; let w9 = 0; let w10 = 0; let w11 = 0
+  function setWallDigits (hex: string): void {
+    w0 = hex.charCodeAt(0); w1 = hex.charCodeAt(1); w2 = hex.charCodeAt(2); w3 = hex.charCodeAt(3)
+    w4 = hex.charCodeAt(4); w5 = hex.charCodeAt(5); w6 = hex.charCodeAt(6); w7 = hex.charCodeAt(7)
+    w8 = hex.charCodeAt(8); w9 = hex.charCodeAt(9); w10 = hex.charCodeAt(10); w11 = hex.charCodeAt(11)
+  }
+  setWallDigits(initial)
 
   /** Floored so injected fractional clocks still give integer walls. */
   function physical (): number {
@@ -77,11 +88,12 @@ export function createHlc (init: HlcInit = {}): Hlc {
       if (wall > MAX_WALL) {
         throw new InvalidTimestampError('the clock has reached the largest encodable timestamp', { wall })
       }
-      lastWallHex = wallHex(wall)
+      setWallDigits(wallHex(wall))
       lastWall = wall
     }
     lastLogical = logical
-    lastString = lastWallHex + logicalHex(logical)
+    lastString = String.fromCharCode(w0, w1, w2, w3, w4, w5, w6, w7, w8, w9, w10, w11,
+      HEX_CODES[logical >> 12], HEX_CODES[(logical >> 8) & 15], HEX_CODES[(logical >> 4) & 15], HEX_CODES[logical & 15])
     return lastString
   }
 
@@ -123,7 +135,7 @@ export function createHlc (init: HlcInit = {}): Hlc {
       if (t > lastString) {
         lastWall = wallOf(t)
         lastLogical = parseInt(t.slice(12), 16)
-        lastWallHex = t.slice(0, 12)
+        setWallDigits(t)
         lastString = t
       }
     },

@@ -4,7 +4,7 @@ import * as decoding from 'lib0/decoding'
 import {
   ClosedError, EdgeMeshError, InvalidOptionsError, InvalidUpdateError, InvalidValueError, ReadOnlyError, ValueTooLargeError
 } from '@edge-mesh/errors'
-import { createHlc, encodeTimestamp, wallOf, type Hlc } from '@edge-mesh/hlc'
+import { createHlc, encodeTimestamp, type Hlc } from '@edge-mesh/hlc'
 import {
   ChunkDecoder, ChunkEncoder, KIND_TOMBSTONE, ViewSnapshotEncoder, decodeViewSnapshot, isValidWriterId,
   hexValue, prepareValue, readChunkHeader, writeReading, type Reading
@@ -636,9 +636,9 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
    */
   private consider (r: Reading, local: boolean, home?: OwnChunk, index: number = 0): boolean {
     const t = r.t
-    if (this.isExpired(t)) return false
     const hi = hexInt(t, 0, 6)
     const lo = hexInt(t, 6, 12)
+    if (this.isExpiredWall(hi * 0x1000000 + lo)) return false
     const lg = hexInt(t, 12, 16)
     const table = this.table
     const slot = table.find(r.sensor)
@@ -750,10 +750,6 @@ export class RegionState extends ObservableV2<RegionStateEvents> {
 
   private isExpiredWall (wall: number): boolean {
     return this.retentionMs !== Infinity && wall < this.now() - this.retentionMs
-  }
-
-  private isExpired (t: string): boolean {
-    return this.retentionMs !== Infinity && wallOf(t) < this.now() - this.retentionMs
   }
 
   // ---------------------------------------------------------------- remote updates
