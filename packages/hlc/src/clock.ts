@@ -58,7 +58,7 @@ export function createHlc (init: HlcInit = {}): Hlc {
   const maxDriftMs = init.maxDriftMs ?? DEFAULT_MAX_DRIFT_MS
   const initial = init.last ?? ZERO_TIMESTAMP
 
-  // State as numbers, plus the encoded string and the wall's hex (reused while wall stays the same).
+  // State as numbers, plus the encoded string.
   let lastWall = wallOf(initial)
   let lastLogical = parseInt(initial.slice(12), 16)
   let lastString = initial
