@@ -19,6 +19,7 @@ import { joiningWrites } from './coalesce.ts'
 import { quietLengthReads } from './noise-lengths.ts'
 import { installSignKeyCache } from './ed25519-sign.ts'
 import { installVerifyKeyCache } from './ed25519-verify.ts'
+import { installWindowUpdateHysteresis } from './yamux-window.ts'
 import { createPubsub, scoreTopic, TopicValidatorResult, type GossipSub, type Message } from './pubsub.ts'
 import { decodeFrame, encodeFrame, frameEntryBound, frameHeaderBound } from './frame.ts'
 import { SYNC_PROTOCOL, decodeSyncMessage, encodeSyncMessage, type SyncMessage } from './sync-message.ts'
@@ -688,6 +689,7 @@ export class MeshPeer {
 export async function createMeshPeer (init: MeshPeerInit): Promise<MeshPeer> {
   installVerifyKeyCache()
   installSignKeyCache()
+  installWindowUpdateHysteresis()
   if (!Array.isArray(init.regions)) throw new InvalidOptionsError('regions must be an array of region names')
   if (init.regions.length === 0 && init.readOnly !== true) throw new InvalidOptionsError('a writable peer must hold at least one region')
   for (const r of init.regions) {
