@@ -193,7 +193,7 @@ export class MeshPeer {
    * The sync rounds under way, dialed and answered, that may still bring this peer data: an
    * answered round leaves it while it waits to send its state vector (settle).
    */
-  private readonly bringing = new Map<object, Promise<unknown>>()
+  private readonly bringing = new Map<object, { peer: string, round: Promise<unknown> }>()
   private readonly banned: Map<string, number>
   private redialer: Redialer | undefined
   private syncTimer: ReturnType<typeof setTimeout> | undefined
@@ -522,7 +522,7 @@ export class MeshPeer {
     const token = {}
     const round = this.dialRound(peer, token)
     this.inflight.set(peer, round)
-    this.bringing.set(token, round)
+    this.bringing.set(token, { peer, round })
     try {
       return await round
     } finally {
@@ -537,7 +537,7 @@ export class MeshPeer {
     const stream = await this.node.dialProtocol(peerIdFromString(peer), SYNC_PROTOCOL, { signal })
     const io = this.io(stream, peer, signal)
     try {
-      await this.settle(token)
+      await this.settle(token, peer)
       for (const r of this.replicas.values()) await io.write({ type: 'step1', region: r.name, stateVector: r.state.encodeStateVector() })
       await io.write({ type: 'done' })
       // The listener's step 2s and step 1s, until its done.
@@ -567,7 +567,7 @@ export class MeshPeer {
     const token = {}
     const round = this.listenRound(stream, peer, token)
     this.inflight.set(peer, round)
-    this.bringing.set(token, round)
+    this.bringing.set(token, { peer, round })
     try {
       await round
     } finally {
@@ -592,7 +592,7 @@ export class MeshPeer {
         if (msg.type === 'step2') this.applySync(msg.region, msg.update, peer)
       }
       for (const region of asked) await io.write({ type: 'step2', region, update: this.pendingDiff(region, io.stateVectors.get(region)) })
-      await this.settle(token)
+      await this.settle(token, peer)
       for (const region of asked) {
         const r = this.replicas.get(region)
         if (r !== undefined) await io.write({ type: 'step1', region, stateVector: r.state.encodeStateVector() })
@@ -621,11 +621,12 @@ export class MeshPeer {
    * without this), or a peer catching up from several neighbours at once. The round waiting is not
    * itself waited for meanwhile, so two rounds of one peer never wait for each other.
    */
-  private async settle (token: object): Promise<void> {
+  private async settle (token: object, peer: string): Promise<void> {
     const self = this.bringing.get(token)
     this.bringing.delete(token)
     try {
-      const others = [...this.bringing.values()]
+      // Not a round with the same peer: two peers that each dial the other would wait in a cycle.
+      const others = [...this.bringing.values()].filter(r => r.peer !== peer).map(r => r.round)
       if (others.length === 0 || this.syncSettleMs <= 0) return
       let timer: ReturnType<typeof setTimeout> | undefined
       await Promise.race([
