@@ -78,9 +78,9 @@ export interface MeshPeerInit {
   /** Time allowed for one sync round, ms. @default 15000 */
   syncTimeoutMs?: number
   /**
-   * Longest a peer answering a sync round waits for its other rounds under way before it sends its
-   * state vector, ms (so that it is not sent again what one of those rounds is bringing; see
-   * docs/PROTOCOL.md); 0 sends it at once. @default 500
+   * Longest a sync round, dialed or answered, waits for the peer's other rounds under way before it
+   * sends the peer's state vector, ms (so that the peer is not sent again what one of those rounds
+   * is bringing; see docs/PROTOCOL.md); 0 sends it at once. @default 500
    */
   syncSettleMs?: number
   /** Invalid frames or sync messages from one peer before it is disconnected and refused. @default 10 */
@@ -187,11 +187,14 @@ export class MeshPeer {
   private readonly banMs: number
   private readonly invalidByPeer = new Map<string, number>()
   private readonly cascading = new Set<string>()
-  /** The sync round under way with each peer (as dialer or listener): rounds with a peer never overlap. */
+  /**
+   * The latest sync round under way with each peer (as dialer or listener): a dialed round waits for
+   * it, so this peer never dials a peer it is already in a round with.
+   */
   private readonly inflight = new Map<string, Promise<unknown>>()
   /**
-   * The sync rounds under way, dialed and answered, that may still bring this peer data: an
-   * answered round leaves it while it waits to send its state vector (settle).
+   * The sync rounds under way, dialed and answered, that may still bring this peer data, with their
+   * peer: a round leaves it while it waits to send this peer's state vector (settle).
    */
   private readonly bringing = new Map<object, { peer: string, round: Promise<unknown> }>()
   private readonly banned: Map<string, number>
