@@ -41,6 +41,8 @@ export interface FrameRecord {
 
 /** What one receiving peer measured: latency samples and, per frame, the validator's timing. */
 export interface ReceiverReport {
+  /** The receiving peer's index. */
+  index: number
   /** Raw only: publish → receive, ms, one sample per frame weighted by the readings the frame stood for. */
   lat: Float64Array
   weight: Float64Array
@@ -124,7 +126,17 @@ const peer = (kind: Kind, index: number): MeshPeer => {
 const hosted = (kind: Kind): Array<[number, MeshPeer]> =>
   [...peers].filter(([k]) => k.startsWith(`${kind}:`)).map(([k, p]) => [Number(k.split(':')[1]), p])
 
-interface Receiver { lat: Grow, batch: Grow, seen: number, validations: Array<[string, number, number]>, applyMs: number, msgsIn: number }
+interface Receiver {
+  lat: Grow
+  batch: Grow
+  seen: number
+  validations: Array<[string, number, number]>
+  applyMs: number
+  msgsIn: number
+  /** Raw only: readings per frame of the run being replayed (by the frame's index), and the synthetic work per reading, ms. */
+  readings?: number[]
+  workMs: number
+}
 const receivers = new Map<string, Receiver>()
 let recording = false
 /** Garbage-collection pauses on this thread while recording: [start on the hr() clock, ms]. */
@@ -137,8 +149,10 @@ const gcPauses: Array<[number, number]> = []
 }
 let eluStart = performance.eventLoopUtilization()
 
-/** The writer side of a mesh run. */
+/** The writer side of a mesh run (reset by each `write`). */
 const writerRec = { frames: [] as FrameRecord[], batches: [] as Array<[number, number]>, pendingSince: -1, written: 0, writtenAtFrame: 0, flush: new Grow() }
+/** Whether the writer's publish is wrapped already (once per peer: runs may come one after another). */
+let writerWrapped = false
 
 /**
  * Calls `batch(from, to, now)` every TICK_MS with the readings due at `rate` a second since the
@@ -199,12 +213,25 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
     return { present: hosted('mesh').every(([i, p]) => i === a.except || p.region(REGION).get(a.sensor as string) !== undefined) }
   },
 
-  /** Installs the latency listeners on every hosted peer of `kind` but the writer. */
+  /**
+   * Installs the latency listeners on every hosted peer of `kind` but the writer, once; called
+   * again (the next round), it only sets what the raw validators read: the readings per frame of
+   * the run to replay, and the synthetic work.
+   */
   async arm (a) {
     const kind = a.kind as Kind
+    // Optional synthetic work per reading in the frame (busy-waiting), standing in for an
+    // apply of that cost: how much per-reading work the transport leaves room for.
+    const workMs = (a.workUs as number | undefined ?? 0) / 1000
     for (const [i, p] of hosted(kind)) {
       if (i === a.writer) continue
-      const rec: Receiver = { lat: new Grow(), batch: new Grow(), seen: 0, validations: [], applyMs: 0, msgsIn: 0 }
+      const armed = receivers.get(key(kind, i))
+      if (armed !== undefined) {
+        armed.readings = a.readings as number[] | undefined
+        armed.workMs = workMs
+        continue
+      }
+      const rec: Receiver = { lat: new Grow(), batch: new Grow(), seen: 0, validations: [], applyMs: 0, msgsIn: 0, readings: a.readings as number[] | undefined, workMs }
       receivers.set(key(kind, i), rec)
       // Every message gossipsub hands to its validation, duplicates included (they are dropped there).
       const gs = p.node.services.pubsub as unknown as { handleReceivedMessage: (...args: unknown[]) => Promise<void> }
@@ -232,12 +259,9 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
           return result
         })
       } else {
-        const readings = a.readings as number[] | undefined
-        // Optional synthetic work per reading in the frame (busy-waiting), standing in for an
-        // apply of that cost: how much per-reading work the transport leaves room for.
-        const workMs = (a.workUs as number | undefined ?? 0) / 1000
         validators.set(RAW_TOPIC, (_from, msg) => {
           const view = new DataView(msg.data.buffer, msg.data.byteOffset, msg.data.byteLength)
+          const { readings, workMs } = rec
           if (workMs > 0 && readings !== undefined) {
             const k = view.getUint32(8)
             const until = hr() + workMs * (k < readings.length ? readings[k] : 0)
@@ -289,20 +313,25 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
     const seconds = a.seconds as number
     const w = peer('mesh', a.writer as number)
     const writer = w.region(REGION)
-    const rnd = prng(7)
+    const rnd = prng(a.seed as number | undefined ?? 7)
     const sensors = Array.from({ length: SENSORS }, (_, i) => `line-${i % 50}/sensor-${i}`)
+    Object.assign(writerRec, { frames: [], batches: [], pendingSince: -1, written: 0, writtenAtFrame: 0 })
+    writerRec.flush.take()
     const ps = w.node.services.pubsub
-    const origPublish = ps.publish.bind(ps)
-    ps.publish = async (topic: string, data?: Uint8Array) => {
-      if (topic === TOPIC && recording && data !== undefined) {
-        const now = hr()
-        writerRec.frames.push({ at: now, size: data.length, readings: writerRec.batches.reduce((n, b) => n + b[1], 0), batches: writerRec.batches, key: frameKey(data) })
-        writerRec.batches = []
-        if (writerRec.pendingSince >= 0) writerRec.flush.add(now - writerRec.pendingSince, 1)
-        writerRec.pendingSince = -1
-        writerRec.writtenAtFrame = writerRec.written
+    if (!writerWrapped) {
+      const origPublish = ps.publish.bind(ps)
+      ps.publish = async (topic: string, data?: Uint8Array) => {
+        if (topic === TOPIC && recording && data !== undefined) {
+          const now = hr()
+          writerRec.frames.push({ at: now, size: data.length, readings: writerRec.batches.reduce((n, b) => n + b[1], 0), batches: writerRec.batches, key: frameKey(data) })
+          writerRec.batches = []
+          if (writerRec.pendingSince >= 0) writerRec.flush.add(now - writerRec.pendingSince, 1)
+          writerRec.pendingSince = -1
+          writerRec.writtenAtFrame = writerRec.written
+        }
+        return origPublish(topic, data)
       }
-      return origPublish(topic, data)
+      writerWrapped = true
     }
     const schedLag = new Grow()
     let putMs = 0
@@ -399,7 +428,10 @@ const ops: Record<string, (a: Args) => Promise<Record<string, unknown>>> = {
       if (!k.startsWith(`${kind}:`)) continue
       const [lat, weight] = r.lat.take()
       const [batchLat] = r.batch.take()
-      out.push({ lat, weight, batchLat, seen: r.seen, validations: r.validations, msgsIn: r.msgsIn })
+      out.push({ index: Number(k.split(':')[1]), lat, weight, batchLat, seen: r.seen, validations: r.validations, msgsIn: r.msgsIn })
+      r.validations = []
+      r.msgsIn = 0
+      r.applyMs = 0
     }
     // The pauses since the last collect: this run's (mesh or raw) on this thread.
     return { reports: out, gc: gcPauses.splice(0) }

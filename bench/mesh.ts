@@ -9,7 +9,8 @@
  *                     settings, topology and threads, replaying the mesh run's frames (same
  *                     sizes, same times) as plain bytes on another topic, publish → receive;
  *                     then the raw run once more (`rawRepeat*`): how far two runs of the same
- *                     work differ, the noise against which to read the mesh/raw ratio.
+ *                     work differ, the noise against which to read the mesh/raw ratio. These
+ *                     three runs make a round; the line pools `--rounds` rounds (default 5).
  *   mesh-heal         two groups of 2 peers, partitioned (banned both ways); each group's writer
  *                     makes 100k writes over 10k shared sensors; once each group has converged,
  *                     heal (allow + dial) and time until all four views are identical, with the
@@ -23,6 +24,7 @@
  *
  *   npm run bench:mesh                          everything (--seconds 5 per rate)
  *   npm run bench:mesh -- --seconds 10          longer propagation runs
+ *   npm run bench:mesh -- --rounds 1            one mesh run and one raw run per rate, as before 2026-11-30
  *   npm run bench:mesh -- --threads 1           all propagation peers on one thread
  *   npm run bench:mesh -- --only mesh-heal      one scenario
  *   npm run bench:mesh -- --warmup 0            no unmeasured load before the propagation runs (default 2 s)
@@ -67,6 +69,14 @@ const HEAL_BATCH = 100
  * compiled, while the mesh run would pay for compiling it and its own code during measurement.
  */
 const WARMUP_SECONDS = 2
+/**
+ * Rounds of a propagation scenario (`--rounds`): each a mesh run of `--seconds`, then the raw
+ * baseline replaying that run's frames, then the raw run once more; latencies are pooled over the
+ * rounds. A single 5 s run's p99 is set by the few worst stalls of a shared machine in those
+ * seconds: two raw runs of the same frames differed in p99 by up to 2.7x (bench/README.md).
+ * Alternating the sides in rounds gives both the same spread of moments, and more samples.
+ */
+const ROUNDS = 5
 const WARMUP_SETTLE_MS = 500
 
 interface Job { bench: string, args: string[], label: string }
@@ -316,7 +326,9 @@ class PeerHost {
   async terminate (): Promise<void> { await this.worker.terminate() }
 }
 
-async function propagation (rate: number, seconds: number, threads: number, rawWorkUs: number = 0, warmupSeconds: number = WARMUP_SECONDS, meshNoApply: boolean = false): Promise<Record<string, unknown>> {
+type Use = ReturnType<ReturnType<typeof meter>>
+
+async function propagation (rate: number, seconds: number, rounds: number, threads: number, rawWorkUs: number = 0, warmupSeconds: number = WARMUP_SECONDS, meshNoApply: boolean = false): Promise<Record<string, unknown>> {
   const rnd = prng(7)
   const topo = randomMesh(PEERS, rnd)
   const adj = neighbours(topo)
@@ -350,9 +362,9 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
     await all('formed', { kind: 'raw', degree })
     progress(`gossip meshes formed (${Math.round(performance.now() - formStart)} ms)`)
 
-    // ---- the mesh run
+    // ---- warm-up
     const writerHost = hostOf(pub)
-    // Warm-up: writes that must reach everyone before the clock starts.
+    // Writes that must reach everyone before the clock starts.
     for (let k = 0; k < 20; k++) {
       await writerHost.call('put', { index: pub, sensor: `warm/${k}`, value: -1 })
       await sleep(10)
@@ -364,97 +376,61 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
         await sleep(20)
       }
     }
-    // Unmeasured load first (see WARMUP_SECONDS); its frames are replayed the same way before the raw run.
+    // Unmeasured load first (see WARMUP_SECONDS); its frames are replayed the same way before the first raw run.
     let warmFrames: Array<{ t: number, size: number }> = []
     if (warmupSeconds > 0) {
       warmFrames = (await writerHost.call<{ frames: Array<{ t: number, size: number }> }>('warm', { writer: pub, rate, seconds: warmupSeconds })).frames
       await sleep(WARMUP_SETTLE_MS)
     }
-    // Armed after the warm-up: with --mesh-no-apply the warm-up's frames are still applied, so that
-    // the receivers hold views as full as in a plain run and only the measured applies are left out.
-    await all('arm', { kind: 'mesh', writer: pub, noApply: meshNoApply })
-    const before = await stats('mesh')
-    const w0 = await wchar()
-    const m = meter()
-    await all('record', { on: true })
-    const w = await writerHost.call<{ written: number, writeMs: number, putMs: number, schedLag: Float64Array, flush: Float64Array, frames: FrameRecord[], start: number }>('write', { writer: pub, rate, seconds })
-    const applyAtEnd = (await all<{ applyMs: number }>('seen', { kind: 'mesh' })).reduce((n, r) => n + r.applyMs, 0)
-    const expectedFrames = w.frames.length * (PEERS - 1)
-    await drain('the mesh deliveries', async () => sum('mesh'), expectedFrames)
-    const meshElu = await maxElu()
-    await all('record', { on: false })
-    const meshUse = m()
-    const meshWire = (await wchar()) - w0
-    const d = await stats('mesh')
-    const meshCollected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'mesh' })
-    const meshReports = meshCollected.flatMap(r => r.reports)
-    const meshGc = meshCollected.flatMap(r => r.gc)
-    // put → visible, per reading: a frame's readings are visible when the receiver's validator
-    // returns (it applies the frame and calls the 'change' listeners); each putMany batch in the
-    // frame counts for its readings. Stages: putMany → publish (the flush window), publish → the
-    // receiver's validator (gossipsub and the transport, what the raw baseline measures), and the
-    // validator itself (decode, check, apply), per (frame, peer).
-    const frameByKey = new Map(w.frames.map(f => [f.key, f]))
-    const perReading = new Samples(w.frames.length * (PEERS - 1) * 2)
+
+    // ---- the rounds: a mesh run, then the raw baseline replaying its frames, then the raw run once more
+    // Pooled over the rounds. put → visible, per reading: a frame's readings are visible when the
+    // receiver's validator returns (it applies the frame and calls the 'change' listeners); each
+    // putMany batch in the frame counts for its readings. Stages: putMany → publish (the flush
+    // window), publish → the receiver's validator (gossipsub and the transport, what the raw
+    // baseline measures), and the validator itself (decode, check, apply), per (frame, peer).
+    const perReading = new Samples(rounds * seconds * rate / 50 * (PEERS - 1))
     const perBatch = new Samples()
     const netStage = new Samples()
     const applyStage = new Samples()
-    const perPeer: number[] = []
-    const deliveries: Array<[number, number]> = []
-    for (const r of meshReports) {
-      let got = 0
-      for (const [key, t0, ms] of r.validations) {
-        const f = frameByKey.get(key)
-        if (f === undefined) continue
-        deliveries.push([f.at, t0 + ms])
-        got += f.readings
-        for (const [putAt, n] of f.batches) {
-          perReading.add(t0 + ms - putAt, n)
-          perBatch.add(t0 + ms - putAt)
-        }
-        netStage.add(t0 - f.at)
-        applyStage.add(ms)
-      }
-      perPeer.push(got)
-    }
-    const seen = perPeer.reduce((n, x) => n + x, 0)
-    const expected = w.written * (PEERS - 1)
-    const digests = Object.values(Object.assign({}, ...(await all<{ digests: Record<string, string> }>('digest')).map(r => r.digests)) as Record<string, string>)
-    const viewsEqual = digests.every(x => x === digests[0])
     const flushStage = new Samples()
-    flushStage.addAll(w.flush)
     const schedLag = new Samples()
-    schedLag.addAll(w.schedLag)
-    const meshLat = perReading.summary()
-    const batchLat = perBatch.summary()
-    progress(`mesh: ${w.written} readings in ${Math.round(w.writeMs)} ms, ${w.frames.length} frames, ${seen}/${expected} deliveries, p50 ${meshLat.p50} ms p99 ${meshLat.p99} ms; max ELU ${meshElu}, other processes ${meshUse.otherCores} cores`)
+    const rawLat = new Samples()
+    const rawFrameLat = new Samples()
+    const repeatLat = new Samples()
+    const deliveries: Array<[number, number]> = []
+    const perPeer = new Map<number, number>()
+    const meshGc: Array<[number, number]> = []
+    const rawGc: Array<[number, number]> = []
+    const roundP99 = { mesh: [] as number[], raw: [] as number[], repeat: [] as number[] }
+    const use = { mesh: [] as Use[], raw: [] as Use[], repeat: [] as Use[] }
+    const elus = { mesh: [] as number[], raw: [] as number[], repeat: [] as number[] }
+    let written = 0
+    let writeMs = 0
+    let putMs = 0
+    let applyMs = 0
+    let seen = 0
+    let rawSeen = 0
+    let rawExpected = 0
+    let meshWire = 0
+    let rawWire = 0
+    let msgsIn = 0
+    let rawMsgsIn = 0
+    const frames: FrameRecord[] = []
+    const before = await stats('mesh')
 
-    // ---- the raw baseline: the same frames (sizes, times) as plain bytes on RAW_TOPIC
-    await all('arm', { kind: 'raw', writer: pub, readings: w.frames.map(f => f.readings), workUs: rawWorkUs })
-    await hostOf(pub).call('replay', { writer: pub, warm: true })
-    {
-      const t0 = performance.now()
-      while ((await sum('raw')) < 20 * (PEERS - 1)) {
-        if (performance.now() - t0 > 15_000) throw new Error('timed out waiting for the raw warm-up')
-        await sleep(20)
-      }
-    }
-    if (warmFrames.length > 0) {
-      await hostOf(pub).call('replay', { writer: pub, frames: warmFrames })
-      await sleep(WARMUP_SETTLE_MS)
-    }
-    const rawExpected = w.frames.length * (PEERS - 1)
-    /** One raw run: the mesh run's frames replayed, publish → receive at every other raw peer. */
-    const rawRun = async (what: string) => {
+    /** One raw run: `frames` replayed, publish → receive at every other raw peer. */
+    const rawRun = async (what: string, replayed: FrameRecord[], start: number) => {
       await all('resetSeen', { kind: 'raw' })
       const wire0 = await wchar()
-      const use = meter()
+      const m = meter()
       await all('record', { on: true })
-      await hostOf(pub).call('replay', { writer: pub, frames: w.frames.map(f => ({ t: f.at - w.start, size: f.size })) })
-      const seen = await drain(`the ${what} deliveries`, async () => sum('raw'), rawExpected)
+      await hostOf(pub).call('replay', { writer: pub, frames: replayed.map(f => ({ t: f.at - start, size: f.size })) })
+      const expected = replayed.length * (PEERS - 1)
+      const got = await drain(`the ${what} deliveries`, async () => sum('raw'), expected)
       const elu = await maxElu()
       await all('record', { on: false })
-      const cpu = use()
+      const cpu = m()
       const wire = (await wchar()) - wire0
       const collected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'raw' })
       const reports = collected.flatMap(r => r.reports)
@@ -463,45 +439,141 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       const frameLat = new Samples()
       for (const r of reports) { lat.addAll(r.lat, r.weight); frameLat.addAll(r.batchLat) }
       const l = lat.summary()
-      progress(`${what}: ${w.frames.length} frames, ${seen}/${rawExpected} deliveries, p50 ${l.p50} ms p99 ${l.p99} ms; max ELU ${elu}, other processes ${cpu.otherCores} cores`)
-      return { seen, elu, use: cpu, wire, reports, gc: collected.flatMap(r => r.gc), lat: l, frameLat: frameLat.summary() }
+      progress(`${what}: ${replayed.length} frames, ${got}/${expected} deliveries, p50 ${l.p50} ms p99 ${l.p99} ms; max ELU ${elu}, other processes ${cpu.otherCores} cores`)
+      return { got, expected, elu, cpu, wire, reports, gc: collected.flatMap(r => r.gc), lat: l }
     }
-    const { seen: rawSeen, elu: rawElu, use: rawUse, wire: rawWire, reports: rawReports, gc: rawGc, lat: rawL, frameLat: rawF } = await rawRun('raw')
-    if (Math.max(meshUse.otherCores, rawUse.otherCores) > 0.25) progress('warning: other processes used the CPU during this run; its latencies are noisy')
 
-    // The raw run once more, the same frames: how far two runs of the same work differ here (the
-    // measurement's own noise, against which to read p99Ms / rawP99Ms).
-    await sleep(WARMUP_SETTLE_MS)
-    const repeated = await rawRun('raw, repeated')
+    for (let k = 0; k < rounds; k++) {
+      const tag = rounds > 1 ? ` (round ${k + 1} of ${rounds})` : ''
+      // -- the mesh run
+      // Armed after the warm-up: with --mesh-no-apply the warm-up's frames are still applied, so that
+      // the receivers hold views as full as in a plain run and only the measured applies are left out.
+      await all('arm', { kind: 'mesh', writer: pub, noApply: meshNoApply })
+      await all('resetSeen', { kind: 'mesh' })
+      const w0 = await wchar()
+      const m = meter()
+      await all('record', { on: true })
+      // Each round writes another sequence of sensors.
+      const w = await writerHost.call<{ written: number, writeMs: number, putMs: number, schedLag: Float64Array, flush: Float64Array, frames: FrameRecord[], start: number }>('write', { writer: pub, rate, seconds, seed: 7 + k })
+      applyMs += (await all<{ applyMs: number }>('seen', { kind: 'mesh' })).reduce((n, r) => n + r.applyMs, 0)
+      await drain(`the mesh deliveries${tag}`, async () => sum('mesh'), w.frames.length * (PEERS - 1))
+      elus.mesh.push(await maxElu())
+      await all('record', { on: false })
+      use.mesh.push(m())
+      meshWire += (await wchar()) - w0
+      const collected = await all<{ reports: ReceiverReport[], gc: Array<[number, number]> }>('collect', { kind: 'mesh' })
+      for (const c of collected) meshGc.push(...c.gc)
+      const frameByKey = new Map(w.frames.map(f => [f.key, f]))
+      const thisRound = new Samples()
+      let seenNow = 0
+      for (const r of collected.flatMap(c => c.reports)) {
+        msgsIn += r.msgsIn
+        let got = 0
+        for (const [key, t0, ms] of r.validations) {
+          const f = frameByKey.get(key)
+          if (f === undefined) continue
+          deliveries.push([f.at, t0 + ms])
+          got += f.readings
+          for (const [putAt, n] of f.batches) {
+            perReading.add(t0 + ms - putAt, n)
+            thisRound.add(t0 + ms - putAt, n)
+            perBatch.add(t0 + ms - putAt)
+          }
+          netStage.add(t0 - f.at)
+          applyStage.add(ms)
+        }
+        seenNow += got
+        perPeer.set(r.index, (perPeer.get(r.index) ?? 0) + got)
+      }
+      seen += seenNow
+      written += w.written
+      writeMs += w.writeMs
+      putMs += w.putMs
+      frames.push(...w.frames)
+      flushStage.addAll(w.flush)
+      schedLag.addAll(w.schedLag)
+      const roundLat = thisRound.summary()
+      roundP99.mesh.push(roundLat.p99)
+      progress(`mesh${tag}: ${w.written} readings in ${Math.round(w.writeMs)} ms, ${w.frames.length} frames, ${seenNow}/${w.written * (PEERS - 1)} readings delivered, p50 ${roundLat.p50} ms p99 ${roundLat.p99} ms; max ELU ${elus.mesh.at(-1)}, other processes ${use.mesh.at(-1)?.otherCores} cores`)
 
-    const frameBytes = w.frames.reduce((n, f) => n + f.size, 0)
+      // -- the raw baseline: the same frames (sizes, times) as plain bytes on RAW_TOPIC
+      await all('arm', { kind: 'raw', writer: pub, readings: w.frames.map(f => f.readings), workUs: rawWorkUs })
+      if (k === 0) {
+        await hostOf(pub).call('replay', { writer: pub, warm: true })
+        const t0 = performance.now()
+        while ((await sum('raw')) < 20 * (PEERS - 1)) {
+          if (performance.now() - t0 > 15_000) throw new Error('timed out waiting for the raw warm-up')
+          await sleep(20)
+        }
+        if (warmFrames.length > 0) await hostOf(pub).call('replay', { writer: pub, frames: warmFrames })
+      }
+      // Every measured run starts half a second after the load before it ended, whichever side
+      // that load was: neither inherits the other's collection work more than the other does.
+      await sleep(WARMUP_SETTLE_MS)
+      const raw = await rawRun(`raw${tag}`, w.frames, w.start)
+      rawSeen += raw.got
+      rawExpected += raw.expected
+      rawWire += raw.wire
+      elus.raw.push(raw.elu)
+      use.raw.push(raw.cpu)
+      rawGc.push(...raw.gc)
+      roundP99.raw.push(raw.lat.p99)
+      for (const r of raw.reports) { rawLat.addAll(r.lat, r.weight); rawFrameLat.addAll(r.batchLat); rawMsgsIn += r.msgsIn }
+
+      // The raw run once more, the same frames: how far two runs of the same work differ here (the
+      // measurement's own noise, against which to read p99Ms / rawP99Ms).
+      await sleep(WARMUP_SETTLE_MS)
+      const repeated = await rawRun(`raw, repeated${tag}`, w.frames, w.start)
+      elus.repeat.push(repeated.elu)
+      roundP99.repeat.push(repeated.lat.p99)
+      for (const r of repeated.reports) repeatLat.addAll(r.lat, r.weight)
+      if (k + 1 < rounds) await sleep(WARMUP_SETTLE_MS)
+    }
+    const otherCores = Math.max(...use.mesh.map(u => u.otherCores), ...use.raw.map(u => u.otherCores))
+    if (otherCores > 0.25) progress('warning: other processes used the CPU during this run; its latencies are noisy')
+    const d = await stats('mesh')
+    const expected = written * (PEERS - 1)
+    const digests = Object.values(Object.assign({}, ...(await all<{ digests: Record<string, string> }>('digest')).map(r => r.digests)) as Record<string, string>)
+    const viewsEqual = digests.every(x => x === digests[0])
+    const meshLat = perReading.summary()
+    const batchLat = perBatch.summary()
+    const rawL = rawLat.summary()
+    const rawF = rawFrameLat.summary()
+    const rep = repeatLat.summary()
+    const frameBytes = frames.reduce((n, f) => n + f.size, 0)
     const fl = flushStage.summary()
     const net = netStage.summary()
     const ap = applyStage.summary()
+    const mean = (us: Use[], k: keyof Use): number => round(us.reduce((n, u) => n + u[k], 0) / us.length, 2)
+    if (rounds > 1) progress(`pooled over ${rounds} rounds: mesh p50 ${meshLat.p50} ms p99 ${meshLat.p99} ms; raw p50 ${rawL.p50} ms p99 ${rawL.p99} ms; raw repeated p99 ${rep.p99} ms`)
     return {
       bench: 'mesh-propagation',
       peers: PEERS,
       ratePerSec: rate,
       seconds,
+      rounds,
       warmupSeconds,
       threads,
-      readings: w.written,
-      achievedPerSec: Math.round(w.written / w.writeMs * 1000),
+      readings: written,
+      achievedPerSec: Math.round(written / writeMs * 1000),
       p50Ms: meshLat.p50,
       p99Ms: meshLat.p99,
       maxMs: meshLat.max,
       rawP50Ms: rawL.p50,
       rawP99Ms: rawL.p99,
       rawMaxMs: rawL.max,
-      rawRepeatP50Ms: repeated.lat.p50,
-      rawRepeatP99Ms: repeated.lat.p99,
-      rawRepeatElu: repeated.elu,
+      rawRepeatP50Ms: rep.p50,
+      rawRepeatP99Ms: rep.p99,
+      rawRepeatElu: Math.max(...elus.repeat),
+      roundP99Ms: roundP99.mesh,
+      rawRoundP99Ms: roundP99.raw,
+      rawRepeatRoundP99Ms: roundP99.repeat,
       ...(rawWorkUs > 0 ? { rawWorkUs } : {}),
       ...(meshNoApply ? { meshNoApply } : {}),
-      frames: w.frames.length,
+      frames: frames.length,
       delivered: round(seen / expected, 4),
       viewsEqual,
-      minPeerDelivered: round(Math.min(...perPeer) / w.written, 4),
+      minPeerDelivered: round(Math.min(...perPeer.values()) / written, 4),
       rawDelivered: round(rawSeen / rawExpected, 4),
       batchP50Ms: batchLat.p50,
       batchP99Ms: batchLat.p99,
@@ -515,33 +587,33 @@ async function propagation (rate: number, seconds: number, threads: number, rawW
       applyP99Ms: ap.p99,
       applyMaxMs: ap.max,
       schedLagP99Ms: schedLag.summary().p99,
-      applyCores: round(applyAtEnd / w.writeMs, 3),
-      putCores: round(w.putMs / w.writeMs, 3),
-      meanFrameBytes: Math.round(frameBytes / Math.max(1, w.frames.length)),
-      maxFrameBytes: Math.max(0, ...w.frames.map(f => f.size)),
+      applyCores: round(applyMs / writeMs, 3),
+      putCores: round(putMs / writeMs, 3),
+      meanFrameBytes: Math.round(frameBytes / Math.max(1, frames.length)),
+      maxFrameBytes: Math.max(0, ...frames.map(f => f.size)),
       tickMs: TICK_MS,
       publisherDegree: adj[pub].size,
       maxHops: maxHops(adj, pub),
-      otherFramesOut: (d.framesOut - before.framesOut) - w.frames.length,
+      otherFramesOut: (d.framesOut - before.framesOut) - frames.length,
       cascadeSyncs: d.cascadeSyncs - before.cascadeSyncs,
       syncRounds: d.syncRounds - before.syncRounds,
       syncBytes: d.syncBytesOut - before.syncBytesOut,
       wireMB: round(meshWire / 2 ** 20, 2),
       rawWireMB: round(rawWire / 2 ** 20, 2),
-      msgsIn: meshReports.reduce((n, r) => n + r.msgsIn, 0),
-      rawMsgsIn: rawReports.reduce((n, r) => n + r.msgsIn, 0),
-      elu: meshElu,
-      cpuCores: meshUse.cpuCores,
-      v8Cores: meshUse.v8Cores,
-      otherCores: meshUse.otherCores,
-      rawElu,
-      rawCpuCores: rawUse.cpuCores,
-      rawV8Cores: rawUse.v8Cores,
-      rawOtherCores: rawUse.otherCores,
+      msgsIn,
+      rawMsgsIn,
+      elu: Math.max(...elus.mesh),
+      cpuCores: mean(use.mesh, 'cpuCores'),
+      v8Cores: mean(use.mesh, 'v8Cores'),
+      otherCores: mean(use.mesh, 'otherCores'),
+      rawElu: Math.max(...elus.raw),
+      rawCpuCores: mean(use.raw, 'cpuCores'),
+      rawV8Cores: mean(use.raw, 'v8Cores'),
+      rawOtherCores: mean(use.raw, 'otherCores'),
       gcMs: Math.round(meshGc.reduce((n, g) => n + g[1], 0)),
       rawGcMs: Math.round(rawGc.reduce((n, g) => n + g[1], 0)),
       tailGcShare: tailGcShare(deliveries, meshGc),
-      stealCores: round(Math.max(meshUse.stealCores, rawUse.stealCores), 2)
+      stealCores: round(Math.max(...use.mesh.map(u => u.stealCores), ...use.raw.map(u => u.stealCores)), 2)
     }
   } finally {
     await Promise.all(hosts.map(async h => h.call('stop').catch(() => {})))
@@ -731,7 +803,7 @@ async function child (args: string[]): Promise<void> {
   const bench = args[1]
   const arg = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
   const line = bench === 'mesh-propagation'
-    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--threads', 2), arg('--raw-work-us', 0), arg('--warmup', WARMUP_SECONDS), args.includes('--mesh-no-apply'))
+    ? await propagation(arg('--rate', 1000), arg('--seconds', 5), arg('--rounds', ROUNDS), arg('--threads', 2), arg('--raw-work-us', 0), arg('--warmup', WARMUP_SECONDS), args.includes('--mesh-no-apply'))
     : await heal({ links: arg('--links', 1), sensors: arg('--sensors', SENSORS), writes: arg('--writes', HEAL_WRITES), syncIntervalMs: arg('--sync-ms', HEAL_SYNC_MS) })
   run.print(line)
   // libp2p leaves sockets and timers behind for a moment after stop(): do not wait for them.
@@ -753,10 +825,12 @@ async function main (): Promise<void> {
   const num = (name: string, dflt: number): number => args.includes(name) ? Number(args[args.indexOf(name) + 1]) : dflt
   const warmup = num('--warmup', WARMUP_SECONDS)
   if (!(warmup >= 0 && warmup <= 60)) throw new Error('--warmup must be between 0 and 60')
+  const rounds = num('--rounds', ROUNDS)
+  if (!(Number.isInteger(rounds) && rounds >= 1 && rounds <= 20)) throw new Error('--rounds must be an integer from 1 to 20')
   const healArgs = ['--sensors', String(num('--heal-sensors', SENSORS)), '--writes', String(num('--heal-writes', HEAL_WRITES)), '--sync-ms', String(num('--heal-sync-ms', HEAL_SYNC_MS))]
   const jobs: Job[] = [
-    { bench: 'mesh-propagation', args: ['--rate', '1000', '--seconds', String(seconds), '--threads', String(threads), '--warmup', String(warmup)], label: 'mesh-propagation 1000/s' },
-    { bench: 'mesh-propagation', args: ['--rate', '10000', '--seconds', String(seconds), '--threads', String(threads), '--warmup', String(warmup)], label: 'mesh-propagation 10000/s' },
+    { bench: 'mesh-propagation', args: ['--rate', '1000', '--seconds', String(seconds), '--rounds', String(rounds), '--threads', String(threads), '--warmup', String(warmup)], label: 'mesh-propagation 1000/s' },
+    { bench: 'mesh-propagation', args: ['--rate', '10000', '--seconds', String(seconds), '--rounds', String(rounds), '--threads', String(threads), '--warmup', String(warmup)], label: 'mesh-propagation 10000/s' },
     { bench: 'mesh-heal', args: ['--links', '1', ...healArgs], label: 'mesh-heal, 1 link' },
     { bench: 'mesh-heal', args: ['--links', '2', ...healArgs], label: 'mesh-heal, 2 links' }
   ].filter(j => only === undefined || j.bench === only)
@@ -768,7 +842,7 @@ async function main (): Promise<void> {
     lines.push(line)
     run.print(line)
   }
-  await run.save(lines, { seconds })
+  await run.save(lines, { seconds, rounds })
 }
 
 await main()
