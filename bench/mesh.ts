@@ -403,7 +403,7 @@ async function propagation (rate: number, seconds: number, rounds: number, threa
     const meshGc: Array<[number, number]> = []
     const rawGc: Array<[number, number]> = []
     const roundP99 = { mesh: [] as number[], raw: [] as number[], repeat: [] as number[] }
-    const use = { mesh: [] as Use[], raw: [] as Use[], repeat: [] as Use[] }
+    const use = { mesh: [] as Use[], raw: [] as Use[] }
     const elus = { mesh: [] as number[], raw: [] as number[], repeat: [] as number[] }
     let written = 0
     let writeMs = 0
