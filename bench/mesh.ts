@@ -418,6 +418,9 @@ async function propagation (rate: number, seconds: number, rounds: number, threa
     let rawMsgsIn = 0
     const frames: FrameRecord[] = []
     const before = await stats('mesh')
+    // Armed after the warm-up: with --mesh-no-apply the warm-up's frames are still applied, so that
+    // the receivers hold views as full as in a plain run and only the measured applies are left out.
+    await all('arm', { kind: 'mesh', writer: pub, noApply: meshNoApply })
 
     /** One raw run: `frames` replayed, publish → receive at every other raw peer. */
     const rawRun = async (what: string, replayed: FrameRecord[], start: number) => {
@@ -436,8 +439,7 @@ async function propagation (rate: number, seconds: number, rounds: number, threa
       const reports = collected.flatMap(r => r.reports)
       // Weighted by the readings each frame carried, so that the quantiles compare with the mesh's.
       const lat = new Samples()
-      const frameLat = new Samples()
-      for (const r of reports) { lat.addAll(r.lat, r.weight); frameLat.addAll(r.batchLat) }
+      for (const r of reports) lat.addAll(r.lat, r.weight)
       const l = lat.summary()
       progress(`${what}: ${replayed.length} frames, ${got}/${expected} deliveries, p50 ${l.p50} ms p99 ${l.p99} ms; max ELU ${elu}, other processes ${cpu.otherCores} cores`)
       return { got, expected, elu, cpu, wire, reports, gc: collected.flatMap(r => r.gc), lat: l }
@@ -446,9 +448,6 @@ async function propagation (rate: number, seconds: number, rounds: number, threa
     for (let k = 0; k < rounds; k++) {
       const tag = rounds > 1 ? ` (round ${k + 1} of ${rounds})` : ''
       // -- the mesh run
-      // Armed after the warm-up: with --mesh-no-apply the warm-up's frames are still applied, so that
-      // the receivers hold views as full as in a plain run and only the measured applies are left out.
-      await all('arm', { kind: 'mesh', writer: pub, noApply: meshNoApply })
       await all('resetSeen', { kind: 'mesh' })
       const w0 = await wchar()
       const m = meter()
